@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/virtap/virtap/internal/udiff"
+	"github.com/virtap/virtap/provision"
+	"github.com/virtap/virtap/provision/domain"
+)
+
+type provisionFlags struct {
+	host string
+	out  string
+	diff bool
+}
+
+func provisionCmd(g *globals) *cobra.Command {
+	f := &provisionFlags{}
+	cmd := &cobra.Command{
+		Use:   "provision [flags] GUEST.xml|-",
+		Short: "Print the domain XML with its policy networks made concrete",
+		Long: `Rewrite every <interface type='network'><source network='N'/> whose N is a policy
+network into a concrete interface (direct, ethernet with managed='no', or bridge) and
+record it in virtap's <metadata> element. Everything else in the document is kept.
+Provisioning virtap's own output again changes nothing.`,
+		Example: `  virtap provision --policy examples/macvtap-bridge/policy.toml examples/macvtap-bridge/guest.xml
+  virtap provision --host node2 --diff guest.xml
+  virsh dumpxml web1 | virtap provision - -o web1.xml`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			res, in, err := g.provision(a[0], f.host)
+			if err != nil {
+				return err
+			}
+			switch {
+			case f.diff:
+				name := a[0]
+				if name == "-" {
+					name = "stdin"
+				}
+				fmt.Fprint(cmd.OutOrStdout(), udiff.Diff(name, name+" (provisioned)", string(in), string(res.XML), 3))
+				return nil
+			case f.out != "":
+				return writeFileAtomic(f.out, res.XML, 0o644)
+			default:
+				_, err := cmd.OutOrStdout().Write(res.XML)
+				return err
+			}
+		},
+	}
+	cmd.Flags().StringVar(&f.host, "host", "", "provision for this host's policy section (default: this machine's name)")
+	cmd.Flags().StringVarP(&f.out, "output", "o", "", "write the XML to this file instead of stdout")
+	cmd.Flags().BoolVar(&f.diff, "diff", false, "print a unified diff of what would change; change nothing")
+	return cmd
+}
+
+func (g *globals) provision(path, host string) (*provision.Result, []byte, error) {
+	p, err := g.loadPolicy()
+	if err != nil {
+		return nil, nil, err
+	}
+	in, err := readInput(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, local := hostFor(p, host)
+	res, err := provision.Provision(in, provision.Options{Policy: p, Host: h, Local: local, ParentMAC: provision.LocalParentMAC})
+	if err != nil {
+		if path != "-" {
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return nil, nil, err
+	}
+	return res, in, nil
+}
+
+func readInput(path string) ([]byte, error) {
+	var r io.Reader
+	if path == "-" {
+		r = os.Stdin
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, domain.MaxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > domain.MaxSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes; is it a domain XML?", path, domain.MaxSize)
+	}
+	return data, nil
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".virtap-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

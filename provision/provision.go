@@ -1,0 +1,363 @@
+// Package provision turns a domain XML plus virtap's host policy into the
+// concrete domain XML: policy -> plan per interface -> rewritten interfaces
+// and virtap's metadata record.
+package provision
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/uuid"
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/virtap/virtap/provision/domain"
+	"github.com/virtap/virtap/provision/mac"
+	"github.com/virtap/virtap/provision/policy"
+)
+
+// MaxQueues caps automatic multiqueue.
+const MaxQueues = 8
+
+// Options say for which host a document is provisioned and what may be
+// looked up on this machine.
+type Options struct {
+	Policy *policy.Policy
+	Host   string // the host whose policy section applies
+	// Local is true when Host is this machine: vhost "auto" then looks at
+	// DevRoot/vhost-net and ipvtap reads its parent's MAC through ParentMAC.
+	Local     bool
+	DevRoot   string                                        // default "/dev"
+	ParentMAC func(ifname string) (net.HardwareAddr, error) // nil: parent_mac must be in the policy
+}
+
+// Plan is what virtap decided for one managed interface.
+type Plan struct {
+	Index   int
+	Network *policy.Network
+	MAC     string
+	Backend string // direct | ethernet | bridge
+	Device  string // ethernet: the host device the hook creates
+	Driver  string // "vhost", "qemu" or "" (libvirt picks)
+	Queues  uint
+}
+
+// Error is a provisioning error about one interface.
+type Error struct {
+	Line      int
+	Index     int
+	Network   string
+	Msg       string
+	PolicyRef string
+}
+
+func (e *Error) Error() string {
+	where := fmt.Sprintf("interface #%d", e.Index+1)
+	if e.Line > 0 {
+		where = fmt.Sprintf("line %d: %s", e.Line, where)
+	}
+	if e.Network != "" {
+		where += fmt.Sprintf(" (network %q)", e.Network)
+	}
+	return fmt.Sprintf("domain XML %s: %s", where, e.Msg)
+}
+
+// Result is a provisioned document with its plans.
+type Result struct {
+	XML    []byte
+	Plans  []Plan
+	Record *domain.Record
+	Doc    *domain.Doc
+}
+
+// Provision rewrites raw for opts.Host. Interfaces that name no policy
+// network are kept as they are; so is every other element.
+func Provision(raw []byte, opts Options) (*Result, error) {
+	d, err := domain.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	return ProvisionDoc(d, opts)
+}
+
+// ProvisionDoc is Provision on an already parsed document.
+func ProvisionDoc(d *domain.Doc, opts Options) (*Result, error) {
+	if opts.Policy == nil {
+		return nil, fmt.Errorf("no policy")
+	}
+	if opts.DevRoot == "" {
+		opts.DevRoot = "/dev"
+	}
+	prefix, err := mac.ParsePrefix(opts.Policy.MACPrefix)
+	if err != nil {
+		return nil, err
+	}
+	used := map[string]bool{}
+	for _, ifc := range d.Interfaces {
+		if ifc.Def.MAC != nil && ifc.Def.MAC.Address != "" {
+			if m, err := mac.Normalize(ifc.Def.MAC.Address); err == nil {
+				used[m] = true
+			}
+		}
+	}
+	rec := &domain.Record{Host: opts.Host}
+	repl := map[int]*libvirtxml.DomainInterface{}
+	var plans []Plan
+	ipvtapParents := map[string]int{}
+	for _, ifc := range d.Interfaces {
+		netName, prior := managedNetwork(d, ifc)
+		if netName == "" {
+			continue
+		}
+		fail := func(format string, args ...any) error {
+			return &Error{Line: ifc.Line, Index: ifc.Index, Network: netName, Msg: fmt.Sprintf(format, args...)}
+		}
+		nw, ok, err := opts.Policy.Network(opts.Host, netName)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			if !prior {
+				continue // a libvirt network virtap does not manage
+			}
+			return nil, fail("was provisioned from network %q, which %s does not define for host %q; add [networks.%s] (or a [hosts.%s.networks.%s] section) or give the interface another network",
+				netName, opts.Policy.File, opts.Host, netName, opts.Host, netName)
+		}
+		p := Plan{Index: ifc.Index, Network: nw}
+		// MAC: keep a given one, else derive it.
+		if ifc.Def.MAC != nil && ifc.Def.MAC.Address != "" {
+			m, err := mac.Normalize(ifc.Def.MAC.Address)
+			if err != nil {
+				return nil, fail("<mac address>: %v", err)
+			}
+			p.MAC = m
+		}
+		if nw.Kind == policy.KindIpvtap {
+			pm, err := ipvtapMAC(nw, opts)
+			if err != nil {
+				return nil, fail("%v", err)
+			}
+			if p.MAC != "" && p.MAC != pm {
+				return nil, fail("an ipvtap guest must use its parent's MAC (%s has %s) because ipvlan shares one MAC; remove <mac address='%s'/> and virtap writes the right one", nw.Parent, pm, p.MAC)
+			}
+			if prev, dup := ipvtapParents[nw.Parent]; dup {
+				return nil, fail("interfaces #%d and #%d are both ipvtap on parent %s and would share its MAC; give the guest one interface with several addresses", prev+1, ifc.Index+1, nw.Parent)
+			}
+			ipvtapParents[nw.Parent] = ifc.Index
+			p.MAC = pm
+		}
+		if p.MAC == "" {
+			for attempt := 0; ; attempt++ {
+				m := mac.Derive(d.Seed(), ifc.Index, attempt, prefix).String()
+				if !used[m] {
+					p.MAC = m
+					break
+				}
+			}
+		}
+		used[p.MAC] = true
+		def, err := render(ifc.Def, &p, d, opts)
+		if err != nil {
+			return nil, fail("%v", err)
+		}
+		repl[ifc.Index] = def
+		plans = append(plans, p)
+		rec.Interfaces = append(rec.Interfaces, record(&p, d))
+	}
+	out, err := d.Render(repl, rec)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{XML: out, Plans: plans, Record: rec, Doc: d}, nil
+}
+
+// managedNetwork returns the policy network an interface joins: from
+// <source network=...> on a type='network' interface, or from virtap's record
+// (prior=true) for an interface virtap provisioned before.
+func managedNetwork(d *domain.Doc, ifc *domain.Interface) (string, bool) {
+	def := ifc.Def
+	if def.MAC != nil {
+		if r, ok := d.Record.ByMAC(def.MAC.Address); ok {
+			return r.Network, true
+		}
+	}
+	if def.Source != nil && def.Source.Network != nil {
+		return def.Source.Network.Network, false
+	}
+	return "", false
+}
+
+func ipvtapMAC(nw *policy.Network, opts Options) (string, error) {
+	if nw.ParentMAC != "" {
+		return nw.ParentMAC, nil
+	}
+	if opts.Local && opts.ParentMAC != nil {
+		hw, err := opts.ParentMAC(nw.Parent)
+		if err != nil {
+			return "", fmt.Errorf("ipvtap guests use their parent's MAC, and parent %s cannot be read on this host: %v; set parent_mac in the policy", nw.Parent, err)
+		}
+		return hw.String(), nil
+	}
+	return "", fmt.Errorf("ipvtap guests use their parent's MAC, which virtap cannot read for host %q from here; set parent_mac = \"...\" for %s in [hosts.%s.networks.%s]", opts.Host, nw.Parent, opts.Host, nw.Name)
+}
+
+// DeviceName is the deterministic host device name (at most 15 characters)
+// for a guest interface that virtap creates itself: "vt" + kind letter + 12
+// characters of base32(SHA-256(seed, MAC, network)).
+func DeviceName(kind, seed, macAddr, network string) string {
+	letter := "p"
+	if kind == policy.KindIpvtap {
+		letter = "i"
+	}
+	sum := sha256.Sum256([]byte("virtap-dev\x00" + seed + "\x00" + macAddr + "\x00" + network))
+	enc := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))
+	return "vt" + letter + enc[:12]
+}
+
+// InstanceID derives a stable 802.1Qbg instance UUID for one guest interface.
+func InstanceID(seed, macAddr string) string {
+	return uuid.NewSHA1(uuid.MustParse("6f1d9a4e-3c55-4a8e-9a53-0f7a0c1c2b7e"), []byte(seed+"\x00"+macAddr)).String()
+}
+
+func render(orig *libvirtxml.DomainInterface, p *Plan, d *domain.Doc, opts Options) (*libvirtxml.DomainInterface, error) {
+	nw := p.Network
+	def := *orig // shallow copy: keep address, boot, alias, rom, link, ...
+	def.MAC = &libvirtxml.DomainInterfaceMAC{Address: p.MAC}
+	def.VirtualPort = nil
+	def.VLan = nil
+	def.TrustGuestRXFilters = ""
+	def.Managed = ""
+	switch nw.Kind {
+	case policy.KindMacvtap:
+		p.Backend = "direct"
+		def.Source = &libvirtxml.DomainInterfaceSource{Direct: &libvirtxml.DomainInterfaceSourceDirect{Dev: nw.Parent, Mode: nw.Mode}}
+		if def.Target != nil && def.Target.Managed == "no" {
+			def.Target = nil
+		}
+		if nw.TrustGuestRxFilters {
+			def.TrustGuestRXFilters = "yes"
+		}
+		if nw.VirtualPort != nil {
+			def.VirtualPort = virtualPort(nw.VirtualPort, d.Seed(), p.MAC)
+		}
+		if nw.VLAN > 0 {
+			def.VLan = &libvirtxml.DomainInterfaceVLan{Tags: []libvirtxml.DomainInterfaceVLanTag{{ID: uint(nw.VLAN)}}}
+		}
+	case policy.KindBridge:
+		p.Backend = "bridge"
+		def.Source = &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: nw.Bridge}}
+		if def.Target != nil && def.Target.Managed == "no" {
+			def.Target = nil
+		}
+	case policy.KindIpvtap, policy.KindPassthrough:
+		p.Backend = "ethernet"
+		p.Device = DeviceName(nw.Kind, d.Seed(), p.MAC, nw.Name)
+		def.Source = &libvirtxml.DomainInterfaceSource{Ethernet: &libvirtxml.DomainInterfaceSourceEthernet{}}
+		def.Target = &libvirtxml.DomainInterfaceTarget{Dev: p.Device, Managed: "no"}
+	default:
+		return nil, fmt.Errorf("kind %q is not supported", nw.Kind)
+	}
+	if def.Model == nil {
+		def.Model = &libvirtxml.DomainInterfaceModel{Type: nw.Model}
+	}
+	// Driver: vhost and queues apply to virtio only.
+	if def.Model.Type == "virtio" {
+		drv := libvirtxml.DomainInterfaceDriver{}
+		if orig.Driver != nil {
+			drv = *orig.Driver
+		}
+		switch nw.Vhost {
+		case "on":
+			drv.Name = "vhost"
+		case "off":
+			drv.Name = "qemu"
+		case "auto":
+			if opts.Local {
+				if _, err := os.Stat(filepath.Join(opts.DevRoot, "vhost-net")); err == nil {
+					drv.Name = "vhost"
+				} else {
+					drv.Name = "qemu"
+				}
+			} else {
+				drv.Name = "" // libvirt uses vhost-net at start when the host has it
+			}
+		}
+		p.Driver = drv.Name
+		q := nw.Queues
+		if q == 0 {
+			q = d.VCPUs
+			if q > MaxQueues {
+				q = MaxQueues
+			}
+		}
+		if q > 1 {
+			drv.Queues = uint(q)
+		} else {
+			drv.Queues = 0
+		}
+		p.Queues = drv.Queues
+		if drv == (libvirtxml.DomainInterfaceDriver{}) {
+			def.Driver = nil
+		} else {
+			def.Driver = &drv
+		}
+	}
+	if nw.MTU > 0 {
+		def.MTU = &libvirtxml.DomainInterfaceMTU{Size: uint(nw.MTU)}
+	}
+	if b := nw.Bandwidth; b != nil {
+		bw := &libvirtxml.DomainInterfaceBandwidth{}
+		if b.InboundAverage != nil {
+			bw.Inbound = &libvirtxml.DomainInterfaceBandwidthParams{Average: b.InboundAverage, Peak: b.InboundPeak, Burst: b.InboundBurst}
+		}
+		if b.OutboundAverage != nil {
+			bw.Outbound = &libvirtxml.DomainInterfaceBandwidthParams{Average: b.OutboundAverage, Peak: b.OutboundPeak, Burst: b.OutboundBurst}
+		}
+		def.Bandwidth = bw
+	}
+	return &def, nil
+}
+
+func virtualPort(vp *policy.VirtualPort, seed, macAddr string) *libvirtxml.DomainInterfaceVirtualPort {
+	u := func(p *int) *uint {
+		if p == nil {
+			return nil
+		}
+		v := uint(*p)
+		return &v
+	}
+	switch vp.Type {
+	case "802.1Qbg":
+		id := vp.InstanceID
+		if id == "" {
+			id = InstanceID(seed, macAddr)
+		}
+		return &libvirtxml.DomainInterfaceVirtualPort{Params: &libvirtxml.DomainInterfaceVirtualPortParams{
+			VEPA8021QBG: &libvirtxml.DomainInterfaceVirtualPortParamsVEPA8021QBG{
+				ManagerID: u(vp.ManagerID), TypeID: u(vp.TypeID), TypeIDVersion: u(vp.TypeIDVersion), InstanceID: id}}}
+	default:
+		return &libvirtxml.DomainInterfaceVirtualPort{Params: &libvirtxml.DomainInterfaceVirtualPortParams{
+			VNTag8011QBH: &libvirtxml.DomainInterfaceVirtualPortParamsVNTag8021QBH{ProfileID: vp.ProfileID}}}
+	}
+}
+
+func record(p *Plan, d *domain.Doc) domain.IfaceRecord {
+	nw := p.Network
+	r := domain.IfaceRecord{
+		MAC: p.MAC, Network: nw.Name, Kind: nw.Kind, Mode: nw.Mode, Flag: nw.Flag, Parent: nw.Parent,
+		Bridge: nw.Bridge, Device: p.Device, PF: nw.PF, Devices: strings.Join(nw.Devices, " "), VLAN: nw.VLAN,
+		Trust: nw.Trust, HostAccess: nw.HostAccess, Vhost: nw.Vhost, MTU: nw.MTU, Addresses: nw.Addresses, Gateway: nw.Gateway,
+	}
+	if nw.Kind == policy.KindPassthrough {
+		r.SpoofChk = "off"
+		if nw.SpoofChk {
+			r.SpoofChk = "on"
+		}
+		r.MaxTxRate = nw.MaxTxRate
+	}
+	return r
+}
