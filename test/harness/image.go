@@ -1,0 +1,379 @@
+package harness
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"debug/elf"
+	_ "embed"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// GuestModules are the kernel modules the guest loads, in this order, to get
+// a virtio-net eth0 out of the Debian kernel.
+var GuestModules = []string{
+	"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
+	"virtio_pci", "failover", "net_failover", "virtio_net",
+}
+
+// BusyboxPath is the statically linked busybox put into the initramfs.
+var BusyboxPath = "/bin/busybox"
+
+//go:embed init.sh
+var initScript []byte
+
+// GuestImage is a kernel and an initramfs that boot to the virtap test /init.
+type GuestImage struct {
+	Kernel        string // path of vmlinuz
+	Initrd        string // path of the gzip'd newc initramfs
+	KernelRelease string // e.g. 6.1.0-56-amd64
+	Package       string // e.g. linux-image-6.1.0-56-amd64_6.1.192-2
+}
+
+// BuildGuestImage returns the cached guest image, building what is missing:
+// it downloads the kernel package that linux-image-amd64 depends on with
+// `apt-get download`, keeps only vmlinuz and GuestModules from it (streamed
+// out of `dpkg-deb --fsys-tarfile`, so the cache holds ~12 MB instead of the
+// whole 400 MB module tree), and writes an initramfs named after the sha256
+// of its content. Safe to call from several test processes at once.
+func BuildGuestImage() (*GuestImage, error) {
+	cache, err := CacheDir()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return nil, err
+	}
+	unlock, err := lockFile(filepath.Join(cache, ".lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	kdir, pkg, err := ensureKernel(cache)
+	if err != nil {
+		return nil, err
+	}
+	img := &GuestImage{Package: pkg}
+	rel, err := os.ReadFile(filepath.Join(kdir, "release"))
+	if err != nil {
+		return nil, err
+	}
+	img.KernelRelease = strings.TrimSpace(string(rel))
+	img.Kernel = filepath.Join(kdir, "vmlinuz")
+
+	archive, err := initramfs(filepath.Join(kdir, "modules"))
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(archive)
+	img.Initrd = filepath.Join(cache, "initramfs-"+hex.EncodeToString(sum[:8])+".cpio.gz")
+	if _, err := os.Stat(img.Initrd); err == nil {
+		return img, nil
+	}
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	if _, err := zw.Write(archive); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(img.Initrd, gz.Bytes(), 0o644); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// ensureKernel returns the cache folder holding vmlinuz, release and
+// modules/*.ko for the current Debian kernel package.
+func ensureKernel(cache string) (dir, pkg string, err error) {
+	name, version, aptErr := kernelPackage()
+	if aptErr != nil {
+		// Offline or no package lists: use what the cache has, if anything.
+		if d, p := newestCachedKernel(cache); d != "" {
+			return d, p, nil
+		}
+		return "", "", aptErr
+	}
+	pkg = name + "_" + version
+	dir = filepath.Join(cache, "kernel", pkg)
+	if _, err := os.Stat(filepath.Join(dir, "complete")); err == nil {
+		return dir, pkg, nil
+	}
+	dl, err := os.MkdirTemp(cache, "download-")
+	if err != nil {
+		return "", "", err
+	}
+	defer os.RemoveAll(dl)
+	if _, err := runIn(dl, nil, nil, 10*time.Minute, "apt-get", "download", name+"="+version); err != nil {
+		return "", "", err
+	}
+	debs, _ := filepath.Glob(filepath.Join(dl, "*.deb"))
+	if len(debs) != 1 {
+		return "", "", fmt.Errorf("apt-get download %s left %d .deb files in %s", name, len(debs), dl)
+	}
+	_ = os.RemoveAll(dir)
+	if err := extractKernel(debs[0], dir); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", "", err
+	}
+	return dir, pkg, os.WriteFile(filepath.Join(dir, "complete"), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
+}
+
+// kernelPackage returns the linux-image-*-amd64 package (and its candidate
+// version) that the linux-image-amd64 meta package depends on.
+func kernelPackage() (name, version string, err error) {
+	out, err := run(time.Minute, "apt-cache", "depends", "linux-image-amd64")
+	if err != nil || !strings.Contains(out, "Depends: linux-image-") {
+		if _, uerr := run(5*time.Minute, "apt-get", "update"); uerr != nil {
+			return "", "", fmt.Errorf("find kernel package: %v; apt-get update: %w", err, uerr)
+		}
+		if out, err = run(time.Minute, "apt-cache", "depends", "linux-image-amd64"); err != nil {
+			return "", "", err
+		}
+	}
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		if p, ok := strings.CutPrefix(l, "Depends: "); ok && strings.HasPrefix(p, "linux-image-") {
+			name = strings.Trim(p, "<>")
+			break
+		}
+	}
+	if name == "" {
+		return "", "", fmt.Errorf("linux-image-amd64 depends on no linux-image-* package: %s", out)
+	}
+	out, err = run(time.Minute, "apt-cache", "show", "--no-all-versions", name)
+	if err != nil {
+		return "", "", err
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(l, "Version: "); ok {
+			return name, strings.TrimSpace(v), nil
+		}
+	}
+	return "", "", fmt.Errorf("no version for %s in apt-cache show", name)
+}
+
+func newestCachedKernel(cache string) (dir, pkg string) {
+	marks, _ := filepath.Glob(filepath.Join(cache, "kernel", "*", "complete"))
+	var best time.Time
+	for _, m := range marks {
+		st, err := os.Stat(m)
+		if err == nil && st.ModTime().After(best) {
+			best, dir = st.ModTime(), filepath.Dir(m)
+		}
+	}
+	if dir == "" {
+		return "", ""
+	}
+	return dir, filepath.Base(dir)
+}
+
+// extractKernel streams the data tar of a kernel .deb and keeps vmlinuz and
+// the wanted modules (decompressed if the package compresses them).
+func extractKernel(deb, dir string) error {
+	if err := os.MkdirAll(filepath.Join(dir, "modules"), 0o755); err != nil {
+		return err
+	}
+	cmd := exec.Command("dpkg-deb", "--fsys-tarfile", deb)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, m := range GuestModules {
+		want[m] = true
+	}
+	found := map[string]bool{}
+	release := ""
+	tr := tar.NewReader(pipe)
+	var extractErr error
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			extractErr = err
+			break
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		name := strings.TrimPrefix(h.Name, "./")
+		switch {
+		case strings.HasPrefix(name, "boot/vmlinuz-"):
+			release = strings.TrimPrefix(name, "boot/vmlinuz-")
+			extractErr = copyTo(filepath.Join(dir, "vmlinuz"), tr, "")
+		case strings.HasPrefix(name, "lib/modules/") && strings.Contains(name, "/kernel/"):
+			base := path.Base(name)
+			mod, comp := base, ""
+			for _, ext := range []string{".ko.xz", ".ko.zst", ".ko.gz", ".ko"} {
+				if strings.HasSuffix(base, ext) {
+					mod, comp = strings.TrimSuffix(base, ext), strings.TrimPrefix(ext, ".ko")
+					break
+				}
+			}
+			if mod == base || !want[mod] {
+				continue
+			}
+			found[mod] = true
+			extractErr = copyTo(filepath.Join(dir, "modules", mod+".ko"), tr, comp)
+		}
+		if extractErr != nil {
+			break
+		}
+	}
+	_, _ = io.Copy(io.Discard, pipe)
+	if err := cmd.Wait(); err != nil && extractErr == nil {
+		extractErr = fmt.Errorf("dpkg-deb --fsys-tarfile %s: %w: %s", deb, err, stderr.String())
+	}
+	if extractErr != nil {
+		return extractErr
+	}
+	if release == "" {
+		return fmt.Errorf("%s holds no boot/vmlinuz-*", deb)
+	}
+	for _, m := range GuestModules {
+		if !found[m] {
+			return fmt.Errorf("%s holds no module %s", deb, m)
+		}
+	}
+	return os.WriteFile(filepath.Join(dir, "release"), []byte(release+"\n"), 0o644)
+}
+
+// copyTo writes r to path, decompressing ".xz", ".zst" or ".gz" content.
+func copyTo(dst string, r io.Reader, comp string) error {
+	var data []byte
+	var err error
+	switch comp {
+	case "":
+		data, err = io.ReadAll(r)
+	case ".gz":
+		zr, zerr := gzip.NewReader(r)
+		if zerr != nil {
+			return zerr
+		}
+		data, err = io.ReadAll(zr)
+	case ".xz", ".zst":
+		raw, rerr := io.ReadAll(r)
+		if rerr != nil {
+			return rerr
+		}
+		tool := map[string]string{".xz": "xz", ".zst": "zstd"}[comp]
+		cmd := exec.Command(tool, "-dc")
+		cmd.Stdin = bytes.NewReader(raw)
+		data, err = cmd.Output()
+		if err != nil {
+			err = fmt.Errorf("%s -dc for %s: %w", tool, dst, err)
+		}
+	default:
+		return fmt.Errorf("unknown compression %q", comp)
+	}
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(dst, data, 0o644)
+}
+
+// initramfs returns the uncompressed newc archive: busybox, /init, the
+// modules (in modDir) and /etc/virtap-modules listing their load order.
+func initramfs(modDir string) ([]byte, error) {
+	bb, err := os.ReadFile(BusyboxPath)
+	if err != nil {
+		return nil, fmt.Errorf("busybox-static needed: %w", err)
+	}
+	if err := checkStatic(BusyboxPath); err != nil {
+		return nil, err
+	}
+	var entries []cpioEntry
+	for _, d := range []string{"bin", "dev", "etc", "lib", "lib/modules", "mnt", "proc", "root", "run", "sbin", "sys", "tmp", "usr", "usr/bin", "usr/sbin"} {
+		entries = append(entries, cpioEntry{Name: d, Mode: modeDir | 0o755})
+	}
+	entries = append(entries,
+		cpioEntry{Name: "dev/console", Mode: modeChar | 0o600, RdevMaj: 5, RdevMin: 1},
+		cpioEntry{Name: "dev/null", Mode: modeChar | 0o666, RdevMaj: 1, RdevMin: 3},
+		cpioEntry{Name: "bin/busybox", Mode: modeFile | 0o755, Data: bb},
+		cpioEntry{Name: "bin/sh", Mode: modeSymlink | 0o777, Data: []byte("busybox")},
+		cpioEntry{Name: "init", Mode: modeFile | 0o755, Data: initScript},
+		cpioEntry{Name: "etc/virtap-modules", Mode: modeFile | 0o644, Data: []byte(strings.Join(GuestModules, "\n") + "\n")},
+	)
+	mods, _ := filepath.Glob(filepath.Join(modDir, "*.ko"))
+	sort.Strings(mods)
+	for _, m := range mods {
+		b, err := os.ReadFile(m)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, cpioEntry{Name: "lib/modules/" + filepath.Base(m), Mode: modeFile | 0o644, Data: b})
+	}
+	var buf bytes.Buffer
+	if err := writeCpio(&buf, entries); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func checkStatic(p string) error {
+	f, err := elf.Open(p)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked; install busybox-static", p)
+		}
+	}
+	return nil
+}
+
+func writeFileAtomic(p string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), p)
+}
+
+// lockFile takes an exclusive flock on p (created if needed).
+func lockFile(p string) (func(), error) {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}

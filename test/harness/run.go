@@ -1,0 +1,226 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"libvirt.org/go/libvirtxml"
+)
+
+// Env is what end-to-end tests share within one test binary: a running
+// libvirt and the guest image.
+type Env struct {
+	Libvirt *Libvirt
+	Image   *GuestImage
+}
+
+var (
+	envOnce sync.Once
+	envVal  *Env
+	envErr  error
+)
+
+// Setup returns the shared Env, bringing it up on first use: RequireRoot,
+// EnsurePackages, BuildGuestImage, StartLibvirt. Call Teardown from TestMain.
+func Setup(t testing.TB) *Env {
+	t.Helper()
+	RequireRoot(t)
+	envOnce.Do(func() {
+		start := time.Now()
+		if envErr = EnsurePackages(); envErr != nil {
+			return
+		}
+		img, err := BuildGuestImage()
+		if err != nil {
+			envErr = fmt.Errorf("guest image: %w", err)
+			return
+		}
+		lv, err := StartLibvirt()
+		if err != nil {
+			envErr = fmt.Errorf("libvirt: %w", err)
+			return
+		}
+		envVal = &Env{Libvirt: lv, Image: img}
+		for _, n := range lv.Notes {
+			t.Logf("harness: %s", n)
+		}
+		t.Logf("harness: kernel %s, initrd %s, ready in %s", img.Kernel, img.Initrd, time.Since(start).Round(time.Millisecond))
+	})
+	if envErr != nil {
+		t.Fatalf("end-to-end environment: %v", envErr)
+	}
+	return envVal
+}
+
+// Teardown stops the daemons Setup started (if it ran). For TestMain.
+func Teardown() error {
+	if envVal == nil {
+		return nil
+	}
+	return envVal.Libvirt.Stop()
+}
+
+// Guest is one test domain. Its XML can be changed between NewGuest and
+// Start (that is where virtap provisioning goes).
+type Guest struct {
+	Name      string
+	UUID      string
+	SerialLog string
+	XML       string
+
+	t       testing.TB
+	env     *Env
+	mu      sync.Mutex
+	defined bool
+}
+
+// NewGuest builds the domain XML of a test guest named name (unique per
+// test run: include a Topology.Prefix) with a fresh serial log in a test
+// temp dir. The cleanup it registers dumps the serial, QEMU and libvirtd
+// logs if the test failed, then destroys and undefines the domain.
+func (e *Env) NewGuest(t testing.TB, name string, cfg GuestConfig, ifaces ...string) *Guest {
+	t.Helper()
+	dir := t.TempDir()
+	g := &Guest{
+		Name:      name,
+		UUID:      uuid.NewString(),
+		SerialLog: filepath.Join(dir, name+".serial"),
+		t:         t,
+		env:       e,
+	}
+	g.XML = GuestXML(g.Name, g.UUID, e.Image.Kernel, e.Image.Initrd, cfg.Cmdline(), g.SerialLog, ifaces...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			g.Dump()
+		}
+		if err := g.Destroy(); err != nil {
+			t.Errorf("cleanup guest %s: %v", g.Name, err)
+		}
+	})
+	return g
+}
+
+// Start defines and starts the guest from g.XML; the test fails on error.
+func (g *Guest) Start() {
+	g.t.Helper()
+	if err := g.TryStart(); err != nil {
+		g.t.Fatalf("start guest %s: %v", g.Name, err)
+	}
+}
+
+// TryStart is Start returning the error (for tests that expect a failure).
+func (g *Guest) TryStart() error {
+	g.mu.Lock()
+	g.defined = true
+	g.mu.Unlock()
+	if err := DefineXML(g.XML); err != nil {
+		return err
+	}
+	return StartDomain(g.Name)
+}
+
+// Wait waits for a serial line matching pattern and returns it; the test
+// fails (logs dumped by the cleanup) on timeout.
+func (g *Guest) Wait(pattern string, timeout time.Duration) string {
+	g.t.Helper()
+	return g.WaitAfter(0, pattern, timeout)
+}
+
+// WaitAfter is Wait looking only at serial output after offset (see Mark).
+func (g *Guest) WaitAfter(offset int64, pattern string, timeout time.Duration) string {
+	g.t.Helper()
+	line, err := WaitSerialAfter(g.SerialLog, offset, pattern, timeout)
+	if err != nil {
+		if st, serr := DomainState(g.Name); serr == nil {
+			err = fmt.Errorf("%w (domain state: %s)", err, st)
+		}
+		g.t.Fatalf("guest %s: %v", g.Name, err)
+	}
+	return line
+}
+
+// Mark returns the current size of the serial log.
+func (g *Guest) Mark() int64 { return SerialSize(g.SerialLog) }
+
+// Destroy destroys and undefines the domain; doing it twice is fine.
+func (g *Guest) Destroy() error {
+	g.mu.Lock()
+	defined := g.defined
+	g.defined = false
+	g.mu.Unlock()
+	if !defined {
+		return nil
+	}
+	if err := DestroyDomain(g.Name); err != nil {
+		return err
+	}
+	return UndefineDomain(g.Name)
+}
+
+// LiveInterface is an interface of the running domain as libvirt reports it.
+type LiveInterface struct {
+	Type   string // direct, ethernet, bridge, network
+	MAC    string
+	Target string // host device, e.g. macvtap3
+	Source string // direct: the lower device
+	Mode   string // direct: the macvtap mode
+}
+
+// Interfaces parses the live domain XML.
+func (g *Guest) Interfaces() ([]LiveInterface, error) {
+	x, err := DumpXML(g.Name)
+	if err != nil {
+		return nil, err
+	}
+	var d libvirtxml.Domain
+	if err := d.Unmarshal(x); err != nil {
+		return nil, err
+	}
+	if d.Devices == nil {
+		return nil, nil
+	}
+	var out []LiveInterface
+	for _, i := range d.Devices.Interfaces {
+		li := LiveInterface{}
+		if i.MAC != nil {
+			li.MAC = i.MAC.Address
+		}
+		if i.Target != nil {
+			li.Target = i.Target.Dev
+		}
+		if s := i.Source; s != nil {
+			switch {
+			case s.Direct != nil:
+				li.Type, li.Source, li.Mode = "direct", s.Direct.Dev, s.Direct.Mode
+			case s.Ethernet != nil:
+				li.Type = "ethernet"
+			case s.Bridge != nil:
+				li.Type, li.Source = "bridge", s.Bridge.Bridge
+			case s.Network != nil:
+				li.Type, li.Source = "network", s.Network.Network
+			}
+		}
+		out = append(out, li)
+	}
+	return out, nil
+}
+
+// Dump logs the tails of the guest's serial log, its QEMU log and the
+// libvirtd log.
+func (g *Guest) Dump() {
+	g.t.Logf("---- serial log of %s (%s):\n%s", g.Name, g.SerialLog, tail(g.SerialLog, 6000))
+	g.t.Logf("---- qemu log of %s:\n%s", g.Name, tail(QemuLogPath(g.Name), 4000))
+	if g.env != nil && g.env.Libvirt != nil {
+		g.t.Logf("---- libvirtd log %s:\n%s", g.env.Libvirt.LogPath, tail(g.env.Libvirt.LogPath, 4000))
+	}
+	if x, err := DumpXML(g.Name); err == nil {
+		g.t.Logf("---- live XML of %s:\n%s", g.Name, x)
+	} else if _, serr := os.Stat(g.SerialLog); serr == nil {
+		g.t.Logf("---- no live XML of %s: %v", g.Name, err)
+	}
+}

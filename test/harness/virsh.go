@@ -1,0 +1,100 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// VirshTimeout bounds every virsh call.
+var VirshTimeout = 60 * time.Second
+
+// Virsh runs `virsh -c qemu:///system ARGS...` and returns its output; on
+// failure the error holds the command line and everything virsh printed.
+func Virsh(args ...string) (string, error) {
+	return run(VirshTimeout, "virsh", append([]string{"-c", URI}, args...)...)
+}
+
+// DefineXML defines a domain from XML text.
+func DefineXML(xml string) error {
+	f, err := os.CreateTemp("", "virtap-e2e-*.xml")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(xml); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	_, err = Virsh("define", f.Name())
+	return err
+}
+
+// StartDomain starts a defined domain.
+func StartDomain(name string) error { _, err := Virsh("start", name); return err }
+
+// DestroyDomain stops a domain hard; a domain that is not running (or does
+// not exist) is not an error.
+func DestroyDomain(name string) error {
+	out, err := Virsh("destroy", name)
+	if err != nil && (strings.Contains(out, "domain is not running") || isNoDomain(out)) {
+		return nil
+	}
+	return err
+}
+
+// UndefineDomain removes a domain's definition; a missing domain is not an error.
+func UndefineDomain(name string) error {
+	out, err := Virsh("undefine", name)
+	if err != nil && isNoDomain(out) {
+		return nil
+	}
+	return err
+}
+
+// DomainState returns `virsh domstate` ("running", "shut off", ...).
+func DomainState(name string) (string, error) {
+	out, err := Virsh("domstate", name)
+	return strings.TrimSpace(out), err
+}
+
+// DomainExists reports whether libvirt knows a domain of that name.
+func DomainExists(name string) (bool, error) {
+	out, err := Virsh("domstate", name)
+	if err != nil {
+		if isNoDomain(out) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// DumpXML returns the live (or inactive) XML of a domain.
+func DumpXML(name string) (string, error) { return Virsh("dumpxml", name) }
+
+// ListDomains returns the names of all domains, running or not.
+func ListDomains() ([]string, error) {
+	out, err := Virsh("list", "--all", "--name")
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			names = append(names, l)
+		}
+	}
+	return names, nil
+}
+
+func isNoDomain(out string) bool {
+	return strings.Contains(out, "failed to get domain") || strings.Contains(out, "Domain not found")
+}
+
+// QemuLogPath is where libvirt keeps the QEMU log of a domain.
+func QemuLogPath(name string) string { return fmt.Sprintf("/var/log/libvirt/qemu/%s.log", name) }
