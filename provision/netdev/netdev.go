@@ -178,6 +178,9 @@ type Manager struct {
 	current bool // h was nil: use the calling thread's namespace
 	// TapWait bounds the wait for /dev/tapN to appear after creation.
 	TapWait time.Duration
+	// afterAdd, if set (tests), runs right after the link was added and
+	// read back; an error makes Create fail and revert.
+	afterAdd func(netlink.Link) error
 }
 
 // New returns a Manager working through h. A nil h means the namespace of
@@ -405,6 +408,11 @@ func (m *Manager) Create(s Spec) (dev Device, err error) {
 			}
 		}
 	}()
+	if m.afterAdd != nil {
+		if err = m.afterAdd(created); err != nil {
+			return Device{}, err
+		}
+	}
 	if created.Attrs().Alias != s.Tag.String() {
 		// The kernel ignores IFLA_IFALIAS in RTM_NEWLINK: tag now.
 		if err = m.h.LinkSetAlias(created, s.Tag.String()); err != nil {

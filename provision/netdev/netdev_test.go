@@ -464,3 +464,26 @@ func TestFrames(t *testing.T) {
 		t.Fatal("short frame parsed")
 	}
 }
+
+func TestCreateRevertsOnFailure(t *testing.T) {
+	ns, m := setup(t)
+	seen := 0
+	m.afterAdd = func(l netlink.Link) error {
+		seen = l.Attrs().Index
+		return errors.New("injected failure")
+	}
+	_, err := m.Create(Spec{Name: "revert0", Kind: KindMacvtap, Parent: "up0", Mode: "bridge", Tag: PurposeTag("t", "r"), Up: true, Index: nstest.FreshIndex()})
+	if err == nil || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("want the injected error, got %v", err)
+	}
+	if seen == 0 {
+		t.Fatal("hook not reached: the link was never added")
+	}
+	if _, err := ns.NL.LinkByIndex(seen); err == nil {
+		t.Fatal("half-made device left behind")
+	}
+	m.afterAdd = nil
+	if _, err := m.Create(Spec{Name: "revert0", Kind: KindMacvtap, Parent: "up0", Mode: "bridge", Tag: PurposeTag("t", "r"), Index: nstest.FreshIndex()}); err != nil {
+		t.Fatalf("create after revert: %v", err)
+	}
+}
