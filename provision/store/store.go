@@ -181,9 +181,13 @@ func Open(dir string, opts Options) (*Store, error) {
 			s.Close()
 			return nil, fmt.Errorf("store: chmod %s: %w", dbPath, err)
 		}
-		if err := s.db.Update(initBuckets); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("store: initialise %s: %w", dbPath, err)
+		// Only the first open writes: an Update commits (and fsyncs) even
+		// when it changes nothing.
+		if s.db.View(checkBuckets) != nil {
+			if err := s.db.Update(initBuckets); err != nil {
+				s.Close()
+				return nil, fmt.Errorf("store: initialise %s: %w", dbPath, err)
+			}
 		}
 	} else if err := s.db.View(checkVersion); err != nil {
 		s.Close()
@@ -289,6 +293,15 @@ func initBuckets(tx *bolt.Tx) error {
 	meta := tx.Bucket(bMeta)
 	if v := meta.Get([]byte("version")); v == nil {
 		return meta.Put([]byte("version"), []byte(fmt.Sprint(SchemaVersion)))
+	}
+	return checkVersion(tx)
+}
+
+func checkBuckets(tx *bolt.Tx) error {
+	for _, name := range allBuckets {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("bucket %s missing", name)
+		}
 	}
 	return checkVersion(tx)
 }
