@@ -2,8 +2,8 @@ package store
 
 import (
 	"fmt"
-	"os"
 	"net/netip"
+	"os"
 	"sort"
 	"testing"
 	"time"
