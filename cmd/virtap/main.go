@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
@@ -95,8 +94,8 @@ qemu hook so host-side work follows each guest's lifecycle.`,
 		provisionCmd(g),
 		// defineCmd(g),
 		policyCmd(g),
-		// hookCmd(g),
-		// hooksCmd(g),
+		hookCmd(g),
+		hooksCmd(g),
 		// statusCmd(g),
 		// gcCmd(g),
 		// doctorCmd(g),
@@ -134,35 +133,4 @@ func (g *globals) state(p *policy.Policy) string {
 		return p.StateDir
 	}
 	return DefaultStateDir
-}
-
-// thisHost is this machine's name as the policy's [hosts.NAME] sections use it.
-func thisHost() string {
-	h, err := os.Hostname()
-	if err != nil {
-		return "localhost"
-	}
-	return h
-}
-
-// hostFor picks the host section: the name given, else this machine's name
-// (or its short form when only that has a section).
-func hostFor(p *policy.Policy, given string) (host string, local bool) {
-	me := thisHost()
-	if given != "" {
-		short, _, _ := strings.Cut(me, ".")
-		return given, given == me || given == short
-	}
-	short, _, _ := strings.Cut(me, ".")
-	for _, h := range p.Hosts() {
-		if h == me {
-			return me, true
-		}
-	}
-	for _, h := range p.Hosts() {
-		if h == short {
-			return short, true
-		}
-	}
-	return me, true
 }

@@ -29,7 +29,7 @@ func policyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			h, _ := hostFor(p, host)
+			h, _ := p.ResolveHost(host)
 			nets, err := p.Networks(h)
 			if err != nil {
 				return err

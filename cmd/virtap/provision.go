@@ -68,7 +68,7 @@ func (g *globals) provision(path, host string) (*provision.Result, []byte, error
 	if err != nil {
 		return nil, nil, err
 	}
-	h, local := hostFor(p, host)
+	h, local := p.ResolveHost(host)
 	res, err := provision.Provision(in, provision.Options{Policy: p, Host: h, Local: local, ParentMAC: provision.LocalParentMAC})
 	if err != nil {
 		if path != "-" {

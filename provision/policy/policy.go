@@ -804,3 +804,24 @@ func merge(base, over *rawNetwork) *rawNetwork {
 	}
 	return out
 }
+
+// ResolveHost picks the host section that applies: the name given, else
+// this machine's name (or its short form, when only that has a section).
+// local says whether that host is this machine.
+func (p *Policy) ResolveHost(given string) (host string, local bool) {
+	me, err := os.Hostname()
+	if err != nil {
+		me = "localhost"
+	}
+	short, _, _ := strings.Cut(me, ".")
+	if given != "" {
+		return given, given == me || given == short
+	}
+	if _, ok := p.hosts[me]; ok {
+		return me, true
+	}
+	if _, ok := p.hosts[short]; ok {
+		return short, true
+	}
+	return me, true
+}

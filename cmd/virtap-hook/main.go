@@ -1,0 +1,66 @@
+// Command virtap-hook is the libvirt qemu hook, installed as
+// /etc/libvirt/hooks/qemu.d/virtap. libvirtd execs it with DOMAIN OP SUBOP
+// EXTRA and the domain XML on standard input. It is pure Go (CGO_ENABLED=0)
+// and links no libvirt binding: it runs on every guest start and stop.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/virtap/virtap/hooks"
+)
+
+var version = "dev"
+
+func main() {
+	args := os.Args[1:]
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-v") {
+		fmt.Printf("virtap-hook %s (%s)\n", version, hooks.BinaryMarker)
+		return
+	}
+	req, err := hooks.ParseArgs(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "virtap-hook: %v\nusage: virtap-hook DOMAIN OP SUBOP EXTRA < domain.xml\n", err)
+		os.Exit(2)
+	}
+	cfg := config()
+	if err := hooks.Run(cfg, req, os.Stdin); err != nil {
+		fmt.Fprintf(os.Stderr, "virtap: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// config: environment first (manual runs, tests), then the settings file
+// that 'virtap hooks install' wrote beside the hook, then the defaults.
+func config() hooks.Config {
+	var hc hooks.HookConfig
+	if exe, err := os.Executable(); err == nil {
+		c, err := hooks.LoadHookConfig(exe)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "virtap-hook: %v (using defaults)\n", err)
+		}
+		hc = c
+	}
+	pick := func(env, file, def string) string {
+		if v := os.Getenv(env); v != "" {
+			return v
+		}
+		if file != "" {
+			return file
+		}
+		return def
+	}
+	level := hclog.LevelFromString(pick("VIRTAP_LOG_LEVEL", hc.LogLevel, "warn"))
+	if level == hclog.NoLevel {
+		level = hclog.Warn
+	}
+	return hooks.Config{
+		Log:        hclog.New(&hclog.LoggerOptions{Name: "virtap", Level: level, Output: os.Stderr}),
+		PolicyPath: pick("VIRTAP_POLICY", hc.Policy, "/etc/virtap/policy.toml"),
+		StateDir:   pick("VIRTAP_STATE_DIR", hc.StateDir, "/var/lib/virtap"),
+		Host:       pick("VIRTAP_HOST", hc.Host, ""),
+	}
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what virtap's build and tests need, only when something is missing.
+# Debian/Ubuntu, as root. Safe to run again.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have virsh             || need+=(libvirt-clients)
+have libvirtd          || need+=(libvirt-daemon libvirt-daemon-driver-qemu)
+[ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so ] || need+=(libvirt-daemon-driver-qemu)
+[ -e /usr/include/libvirt/libvirt.h ] || need+=(libvirt-dev)
+have virt-xml-validate || need+=(libxml2-utils libvirt-clients)
+have qemu-system-x86_64 || need+=(qemu-system-x86)
+[ -x /bin/busybox ]    || need+=(busybox-static)
+have cpio              || need+=(cpio)
+have ip                || need+=(iproute2)
+have ping              || need+=(iputils-ping)
+have gcc               || need+=(gcc libc6-dev)
+have pkg-config        || need+=(pkg-config)
+have hyperfine         || [ "${VIRTAP_BENCH:-}" != 1 ] || need+=(hyperfine)
+
+if [ ${#need[@]} -eq 0 ]; then
+	echo "deps: everything is installed"
+	exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "deps: missing ${need[*]}; run 'make test' as root or install them: apt-get install ${need[*]}" >&2
+	exit 1
+fi
+echo "deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "deps: done"

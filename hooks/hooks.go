@@ -1,0 +1,241 @@
+// Package hooks speaks libvirt's qemu hook protocol: libvirtd execs the hook
+// with DOMAIN OP SUBOP EXTRA and the domain XML on standard input; only
+// migrate and restore may print a replacement XML. One small handler per
+// operation turns a call into host-side work (package hostside).
+//
+// A hook never calls the libvirt API (libvirtd waits for it: deadlock),
+// never starts a shell, bounds what it reads, and exits in milliseconds.
+package hooks
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/virtap/virtap/provision/domain"
+	"github.com/virtap/virtap/provision/hostside"
+	"github.com/virtap/virtap/provision/netdev"
+	"github.com/virtap/virtap/provision/store"
+)
+
+// Request is one hook call: `qemu.d/virtap DOMAIN OP SUBOP EXTRA`.
+type Request struct {
+	Domain, Op, SubOp, Extra string
+}
+
+// ParseArgs reads libvirt's four arguments.
+func ParseArgs(args []string) (Request, error) {
+	if len(args) != 4 {
+		return Request{}, fmt.Errorf("want 4 arguments (DOMAIN OP SUBOP EXTRA) as libvirt passes them, got %d", len(args))
+	}
+	return Request{Domain: args[0], Op: args[1], SubOp: args[2], Extra: args[3]}, nil
+}
+
+// Config is where the hook finds the policy and its state.
+type Config struct {
+	Log        hclog.Logger
+	PolicyPath string
+	StateDir   string
+	Host       string // this host's name in the policy; "" = os.Hostname
+	DevRoot    string
+	SysfsRoot  string
+	Stdout     io.Writer
+	NoSync     bool // tests only
+	// LockTimeout bounds the wait for other hooks holding the state lock.
+	LockTimeout time.Duration
+}
+
+// Call is the context one handler works in.
+type Call struct {
+	Config
+	Req   Request
+	Input []byte
+	Doc   *domain.Doc
+	Guest *hostside.Guest
+	log   hclog.Logger
+}
+
+// Handler runs one operation. Handlers that may fail the guest's start
+// return an error; the others log and return nil.
+type Handler interface {
+	Handle(c *Call) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(c *Call) error
+
+// Handle calls f.
+func (f HandlerFunc) Handle(c *Call) error { return f(c) }
+
+var (
+	_ Handler = HandlerFunc(nil)
+	_ Handler = prepare{}
+	_ Handler = release{}
+	_ Handler = rewrite{}
+	_ Handler = reconnect{}
+	_ Handler = verify{}
+)
+
+// Handlers maps libvirt's operations to virtap's handlers. Operations not
+// listed (attach, ...) need nothing from virtap.
+var Handlers = map[string]Handler{
+	"prepare":   prepare{},
+	"start":     verify{},
+	"started":   verify{},
+	"stopped":   release{},
+	"release":   release{},
+	"migrate":   rewrite{},
+	"restore":   rewrite{},
+	"reconnect": reconnect{},
+}
+
+// ErrTooLarge is returned for standard input over domain.MaxSize.
+var ErrTooLarge = fmt.Errorf("domain XML on standard input is larger than %d bytes", domain.MaxSize)
+
+// ReadInput reads at most domain.MaxSize bytes of the domain XML.
+func ReadInput(r io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, domain.MaxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > domain.MaxSize {
+		return nil, ErrTooLarge
+	}
+	return data, nil
+}
+
+// Run handles one hook call. A nil error means exit 0.
+func Run(cfg Config, req Request, stdin io.Reader) error {
+	h, ok := Handlers[req.Op]
+	if !ok {
+		return nil
+	}
+	if cfg.Log == nil {
+		cfg.Log = hclog.NewNullLogger()
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = os.Stdout
+	}
+	log := cfg.Log.Named("hook").With("op", req.Op)
+	input, err := ReadInput(stdin)
+	if err != nil {
+		if mayFail(req.Op) {
+			return err
+		}
+		log.Warn("cannot read the domain XML; nothing to do", "error", err)
+		return nil
+	}
+	// The fast path: a domain virtap does not manage is not parsed.
+	if !bytes.Contains(input, []byte(domain.Namespace)) {
+		return nil
+	}
+	c := &Call{Config: cfg, Req: req, Input: input, log: log.With("domain", req.Domain)}
+	d, err := domain.Parse(input)
+	if err == nil {
+		c.Doc = d
+		c.Guest, err = hostside.NewGuest(d)
+	}
+	if err != nil {
+		if mayFail(req.Op) {
+			return err
+		}
+		c.log.Warn("cannot read the domain XML; nothing to do", "error", err)
+		return nil
+	}
+	if d.Record == nil {
+		return nil
+	}
+	return h.Handle(c)
+}
+
+// mayFail: only these operations may stop the guest (or its migration).
+func mayFail(op string) bool {
+	switch op {
+	case "prepare", "start", "migrate", "restore":
+		return true
+	}
+	return false
+}
+
+// realiser opens the state store (taking the state lock) and netlink.
+func (c *Call) realiser() (*hostside.Realiser, func(), error) {
+	st, err := store.Open(c.StateDir, store.Options{Timeout: c.LockTimeout, NoSync: c.NoSync, Logger: c.log})
+	if err != nil {
+		return nil, nil, err
+	}
+	r := &hostside.Realiser{Log: c.log, Net: netdev.New(c.log, nil), Store: st, DevRoot: c.DevRoot, SysfsRoot: c.SysfsRoot}
+	return r, func() { _ = st.Close() }, nil
+}
+
+type prepare struct{}
+
+func (prepare) Handle(c *Call) error {
+	r, done, err := c.realiser()
+	if err != nil {
+		return err
+	}
+	defer done()
+	return r.Prepare(c.Guest)
+}
+
+// verify runs at start and started: the devices virtap made must be there.
+type verify struct{}
+
+func (verify) Handle(c *Call) error {
+	r, done, err := c.realiser()
+	if err != nil {
+		if c.Req.Op == "started" {
+			c.log.Warn("cannot open state", "error", err)
+			return nil
+		}
+		return err
+	}
+	defer done()
+	errs := r.Verify(c.Guest)
+	if c.Req.Op == "started" {
+		for _, e := range errs {
+			c.log.Warn("verify", "error", e)
+		}
+		return nil
+	}
+	return errors.Join(errs...)
+}
+
+type release struct{}
+
+func (release) Handle(c *Call) error {
+	r, done, err := c.realiser()
+	if err != nil {
+		c.log.Error("release: cannot open state; run 'virtap gc' later", "error", err)
+		return nil
+	}
+	defer done()
+	if err := r.Release(c.Guest.UUID, c.Guest.Name); err != nil {
+		c.log.Error("release left something behind; 'virtap gc' removes it", "error", err)
+	}
+	return nil
+}
+
+type reconnect struct{}
+
+func (reconnect) Handle(c *Call) error {
+	r, done, err := c.realiser()
+	if err != nil {
+		// The guest runs fine without our records: never kill it for this.
+		c.log.Warn("reconnect: cannot open state", "error", err)
+		return nil
+	}
+	defer done()
+	// A failure here makes libvirt kill the running guest. Even a lost
+	// device only cuts one NIC of a guest that otherwise runs, so virtap
+	// reports and never fails.
+	if err := r.Reconnect(c.Guest); err != nil {
+		c.log.Error("reconnect: not repaired; check 'virtap status'", "error", err)
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+package hooks
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// BinaryMarker is a string every virtap-hook binary carries, so that
+// install and uninstall recognise their own file and never clobber another.
+const BinaryMarker = "virtap-hook-binary/qemu.d/v1"
+
+// DefaultHooksDir is libvirt's hooks directory.
+const DefaultHooksDir = "/etc/libvirt/hooks"
+
+// ConfigName is the hook's settings file in the hooks directory. libvirt
+// runs only DIR/qemu and the files in DIR/qemu.d/, so it ignores this file.
+const ConfigName = "virtap-hook.toml"
+
+// HookConfig is what the installed hook reads at start: libvirt runs hooks
+// with a bare environment, so the paths cannot come from it.
+type HookConfig struct {
+	Policy   string `toml:"policy"`
+	StateDir string `toml:"state_dir"`
+	LogLevel string `toml:"log_level"`
+	Host     string `toml:"host"`
+}
+
+// InstallOptions say where to put the hook and what it should use.
+type InstallOptions struct {
+	HooksDir string
+	Binary   string // the virtap-hook binary to copy
+	HookConfig
+}
+
+// HookPath is where the hook lives in a hooks directory.
+func HookPath(hooksDir string) string { return filepath.Join(hooksDir, "qemu.d", "virtap") }
+
+// Install copies the hook binary to DIR/qemu.d/virtap (root-owned, 0755)
+// and writes DIR/virtap-hook.toml (0644). It refuses to replace a file that
+// is not a virtap hook.
+func Install(o InstallOptions) (string, error) {
+	if o.HooksDir == "" {
+		o.HooksDir = DefaultHooksDir
+	}
+	bin, err := os.ReadFile(o.Binary)
+	if err != nil {
+		return "", fmt.Errorf("hook binary: %w (build it with 'make build' or give --hook-binary)", err)
+	}
+	if !bytes.Contains(bin, []byte(BinaryMarker)) {
+		return "", fmt.Errorf("%s is not a virtap-hook binary", o.Binary)
+	}
+	dst := HookPath(o.HooksDir)
+	if err := refuseForeign(dst); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", err
+	}
+	var cfg bytes.Buffer
+	cfg.WriteString("# Written by 'virtap hooks install': what the virtap qemu hook uses.\n")
+	if err := toml.NewEncoder(&cfg).Encode(o.HookConfig); err != nil {
+		return "", err
+	}
+	if err := writeAtomic(filepath.Join(o.HooksDir, ConfigName), cfg.Bytes(), 0o644); err != nil {
+		return "", err
+	}
+	if err := writeAtomic(dst, bin, 0o755); err != nil {
+		return "", err
+	}
+	return dst, nil
+}
+
+// Uninstall removes the hook and its settings, only if the hook is virtap's.
+func Uninstall(hooksDir string) (string, error) {
+	if hooksDir == "" {
+		hooksDir = DefaultHooksDir
+	}
+	dst := HookPath(hooksDir)
+	if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
+		_ = os.Remove(filepath.Join(hooksDir, ConfigName))
+		return dst, nil
+	}
+	if err := refuseForeign(dst); err != nil {
+		return "", err
+	}
+	if err := os.Remove(dst); err != nil {
+		return "", err
+	}
+	if err := os.Remove(filepath.Join(hooksDir, ConfigName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	return dst, nil
+}
+
+func refuseForeign(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s exists and is not a regular file; virtap leaves it alone (move it away first)", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 256<<20))
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(data, []byte(BinaryMarker)) {
+		return fmt.Errorf("%s exists and is not virtap's hook; virtap will not replace it (move it away first)", path)
+	}
+	return nil
+}
+
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".virtap-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if os.Geteuid() == 0 {
+		if err := tmp.Chown(0, 0); err != nil {
+			tmp.Close()
+			return err
+		}
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// LoadHookConfig reads the settings next to an installed hook: exe is
+// DIR/qemu.d/virtap, the settings DIR/virtap-hook.toml. A missing file gives
+// the zero config (defaults apply).
+func LoadHookConfig(exe string) (HookConfig, error) {
+	var c HookConfig
+	path := filepath.Join(filepath.Dir(filepath.Dir(exe)), ConfigName)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return c, err
+	}
+	md, err := toml.Decode(string(data), &c)
+	if err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	if u := md.Undecoded(); len(u) > 0 {
+		keys := make([]string, len(u))
+		for i, k := range u {
+			keys[i] = k.String()
+		}
+		return c, fmt.Errorf("%s: unknown keys %s (allowed: policy, state_dir, log_level, host)", path, strings.Join(keys, ", "))
+	}
+	return c, nil
+}

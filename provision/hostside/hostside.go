@@ -1,0 +1,541 @@
+// Package hostside realises and releases the host side of provisioned guest
+// interfaces: the devices virtap creates itself (ipvtap, passthrough-pool
+// macvtaps, host-access shims), pool reservations and their records. The
+// hook calls it on the guest's lifecycle; gc calls it for leftovers.
+//
+// Every change is recorded before it is made (a write-ahead intent in the
+// store) and every device carries virtap's tag, so a crash at any point
+// leaves a state that Release or gc finishes.
+package hostside
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
+
+	"github.com/virtap/virtap/provision/domain"
+	"github.com/virtap/virtap/provision/netdev"
+	"github.com/virtap/virtap/provision/store"
+)
+
+// Realiser does the host-side work for one hook or gc run.
+type Realiser struct {
+	Log       hclog.Logger
+	Net       *netdev.Manager
+	Store     *store.Store
+	DevRoot   string // "/dev" unless a test says otherwise
+	SysfsRoot string // "/sys" unless a test says otherwise
+	// Pool lists the lower devices of a passthrough pool. nil: the devices
+	// attribute of the record, else the VFs of its PF found under SysfsRoot.
+	Pool func(r domain.IfaceRecord) ([]string, error)
+}
+
+// Error is a failure the user must fix before the guest can start.
+type Error struct {
+	Domain string
+	MAC    string
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	if e.MAC == "" {
+		return fmt.Sprintf("virtap: domain %s: %s", e.Domain, e.Msg)
+	}
+	return fmt.Sprintf("virtap: domain %s interface %s: %s", e.Domain, e.MAC, e.Msg)
+}
+
+// Guest is what the hook knows of a domain: its UUID, name and document.
+type Guest struct {
+	UUID uuid.UUID
+	Name string
+	Doc  *domain.Doc
+}
+
+// NewGuest checks that a parsed document carries what the hook needs.
+func NewGuest(d *domain.Doc) (*Guest, error) {
+	if d.UUID == "" {
+		return nil, fmt.Errorf("domain %q has no <uuid>; virtap keys its state by UUID", d.Name)
+	}
+	u, err := uuid.Parse(d.UUID)
+	if err != nil {
+		return nil, fmt.Errorf("domain %q: <uuid> %q: %v", d.Name, d.UUID, err)
+	}
+	return &Guest{UUID: u, Name: d.Name, Doc: d}, nil
+}
+
+func (r *Realiser) devRoot() string {
+	if r.DevRoot == "" {
+		return "/dev"
+	}
+	return r.DevRoot
+}
+
+func (r *Realiser) sysfsRoot() string {
+	if r.SysfsRoot == "" {
+		return "/sys"
+	}
+	return r.SysfsRoot
+}
+
+// revert is a stack of undo steps, run last-in first-out.
+type revert []func()
+
+func (rv *revert) add(f func()) { *rv = append(*rv, f) }
+func (rv *revert) run() {
+	for i := len(*rv) - 1; i >= 0; i-- {
+		(*rv)[i]()
+	}
+	*rv = nil
+}
+
+// Prepare makes everything the guest's managed interfaces need before QEMU
+// starts. On any failure it undoes what this call made and returns an
+// error naming the interface and the fix. Running it again is safe.
+func (r *Realiser) Prepare(g *Guest) (err error) {
+	rec := g.Doc.Record
+	if rec == nil || len(rec.Interfaces) == 0 {
+		return nil
+	}
+	log := r.Log.With("domain", g.Name, "uuid", g.UUID.String())
+	var undo revert
+	defer func() {
+		if err != nil {
+			log.Error("prepare failed, rolling back", "error", err)
+			undo.run()
+		}
+	}()
+	for _, ir := range rec.Interfaces {
+		fail := func(format string, args ...any) error {
+			return &Error{Domain: g.Name, MAC: ir.MAC, Msg: fmt.Sprintf(format, args...)}
+		}
+		if err := r.checkVhost(g, ir); err != nil {
+			return fail("%v", err)
+		}
+		switch ir.Kind {
+		case "macvtap":
+			if err := r.checkParent(ir.Parent); err != nil {
+				return fail("network %q: %v", ir.Network, err)
+			}
+			if err := r.record(g, ir, store.Iface{Device: "", Parent: ir.Parent}, &undo); err != nil {
+				return fail("%v", err)
+			}
+			if ir.HostAccess != "" {
+				if err := r.ensureShim(ir, &undo); err != nil {
+					return fail("network %q host_access: %v", ir.Network, err)
+				}
+			}
+		case "bridge":
+			if err := r.checkBridge(ir.Bridge); err != nil {
+				return fail("network %q: %v", ir.Network, err)
+			}
+			if err := r.record(g, ir, store.Iface{}, &undo); err != nil {
+				return fail("%v", err)
+			}
+		case "ipvtap":
+			if err := r.checkParent(ir.Parent); err != nil {
+				return fail("network %q: %v", ir.Network, err)
+			}
+			if err := r.makeDevice(g, ir, ir.Parent, &undo); err != nil {
+				return fail("network %q: %v", ir.Network, err)
+			}
+		case "passthrough":
+			if err := r.preparePool(g, ir, &undo); err != nil {
+				var pe *store.PoolExhaustedError
+				if errors.As(err, &pe) {
+					return fail("%v; stop one of those guests or add devices to the pool", err)
+				}
+				return fail("network %q: %v", ir.Network, err)
+			}
+		default:
+			return fail("unknown kind %q in virtap's metadata; provision the domain again with this virtap", ir.Kind)
+		}
+	}
+	return nil
+}
+
+// record writes the interface's intent record and undoes it on rollback.
+func (r *Realiser) record(g *Guest, ir domain.IfaceRecord, ifc store.Iface, undo *revert) error {
+	ifc.MAC = ir.MAC
+	ifc.Network = ir.Network
+	ifc.Kind = ir.Kind
+	ifc.Mode = ir.Mode
+	if ifc.Parent == "" {
+		ifc.Parent = ir.Parent
+	}
+	if ifc.State == "" {
+		ifc.State = store.StatePending
+	}
+	prev, had, err := r.Store.GetDomain(g.UUID.String())
+	if err != nil {
+		return err
+	}
+	if err := r.Store.PutIface(g.UUID.String(), g.Name, ifc); err != nil {
+		return err
+	}
+	existed := false
+	if had {
+		for _, p := range prev.Interfaces {
+			if strings.EqualFold(p.MAC, ir.MAC) {
+				existed = true
+			}
+		}
+	}
+	if !existed {
+		undo.add(func() { _ = r.Store.RemoveIface(g.UUID.String(), ir.MAC) })
+	}
+	if ifc.State == store.StatePending && ifc.Device == "" {
+		return r.Store.SetIfaceState(g.UUID.String(), ir.MAC, store.StateReady)
+	}
+	return nil
+}
+
+func (r *Realiser) checkVhost(g *Guest, ir domain.IfaceRecord) error {
+	for _, ifc := range g.Doc.Interfaces {
+		if ifc.Def.MAC == nil || !strings.EqualFold(ifc.Def.MAC.Address, ir.MAC) {
+			continue
+		}
+		if ifc.Def.Driver != nil && ifc.Def.Driver.Name == "vhost" {
+			if _, err := os.Stat(filepath.Join(r.devRoot(), "vhost-net")); err != nil {
+				return fmt.Errorf("the XML asks for <driver name='vhost'/> but this host has no /dev/vhost-net (modprobe vhost_net, or set vhost = \"auto\" and provision again)")
+			}
+		}
+	}
+	return nil
+}
+
+func (r *Realiser) checkParent(name string) error {
+	info, err := r.Net.ParentStatus(name)
+	if err != nil {
+		return fmt.Errorf("parent %s: %v", name, err)
+	}
+	if !info.Exists {
+		return fmt.Errorf("parent %s does not exist on this host; fix parent in the policy (or a [hosts.NAME] override) and provision the domain again", name)
+	}
+	if !info.Up {
+		return fmt.Errorf("parent %s is down; bring it up (ip link set %s up)", name, name)
+	}
+	return nil
+}
+
+func (r *Realiser) checkBridge(name string) error {
+	l, err := r.Net.Handle().LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("bridge %s does not exist on this host; create it or fix bridge in the policy", name)
+	}
+	if l.Type() != "bridge" {
+		return fmt.Errorf("%s is a %s, not a Linux bridge", name, l.Type())
+	}
+	return nil
+}
+
+// makeDevice creates the guest's ipvtap or passthrough macvtap on lower.
+func (r *Realiser) makeDevice(g *Guest, ir domain.IfaceRecord, lower string, undo *revert) error {
+	hw, err := net.ParseMAC(ir.MAC)
+	if err != nil {
+		return err
+	}
+	spec := netdev.Spec{Name: ir.Device, Parent: lower, Tag: netdev.GuestTag(g.UUID, hw), Up: true, MTU: ir.MTU}
+	switch ir.Kind {
+	case "ipvtap":
+		spec.Kind, spec.Mode, spec.Flag = netdev.KindIPvtap, ir.Mode, ir.Flag
+	default:
+		spec.Kind, spec.Mode, spec.MAC = netdev.KindMacvtap, "passthrough", hw
+	}
+	if err := r.record(g, ir, store.Iface{Device: ir.Device, Parent: lower, Pool: poolName(ir)}, undo); err != nil {
+		return err
+	}
+	_, existed, err := r.Net.Find(ir.Device)
+	if err != nil {
+		return err
+	}
+	if _, err := r.Net.Create(spec); err != nil {
+		return err
+	}
+	if !existed {
+		undo.add(func() {
+			if err := r.Net.Delete(ir.Device); err != nil {
+				r.Log.Warn("rollback: delete device", "device", ir.Device, "error", err)
+			}
+		})
+	}
+	return r.Store.SetIfaceState(g.UUID.String(), ir.MAC, store.StateReady)
+}
+
+func poolName(ir domain.IfaceRecord) string {
+	if ir.Kind == "passthrough" {
+		return ir.Network
+	}
+	return ""
+}
+
+func (r *Realiser) preparePool(g *Guest, ir domain.IfaceRecord, undo *revert) error {
+	members, err := r.poolMembers(ir)
+	if err != nil {
+		return err
+	}
+	// Offer only members no one outside virtap uses.
+	var free, busy []string
+	for _, m := range members {
+		info, err := r.Net.ParentStatus(m)
+		if err != nil || !info.Exists {
+			busy = append(busy, m+" (missing)")
+			continue
+		}
+		kids, err := r.Net.MacvlanChildren(m)
+		if err != nil {
+			return err
+		}
+		foreign := false
+		for _, k := range kids {
+			if u, ok := k.Tag.Domain(); !ok || u != g.UUID {
+				foreign = !ok // held by another guest of ours: the store knows
+			}
+		}
+		if foreign {
+			busy = append(busy, m)
+			continue
+		}
+		free = append(free, m)
+	}
+	h := store.Holder{UUID: g.UUID.String(), MAC: ir.MAC, Name: g.Name}
+	_, held, err := r.Store.ReservationOf(ir.Network, h.UUID, h.MAC)
+	if err != nil {
+		return err
+	}
+	dev, err := r.Store.Reserve(ir.Network, free, h)
+	if err != nil {
+		var pe *store.PoolExhaustedError
+		if errors.As(err, &pe) {
+			pe.Busy = busy
+		}
+		return err
+	}
+	if !held {
+		undo.add(func() { _, _, _ = r.Store.Release(ir.Network, h.UUID, h.MAC) })
+	}
+	if !info(r, dev) {
+		return fmt.Errorf("pool device %s disappeared", dev)
+	}
+	if err := r.makeDevice(g, ir, dev, undo); err != nil {
+		return err
+	}
+	return nil
+}
+
+func info(r *Realiser, dev string) bool {
+	i, err := r.Net.ParentStatus(dev)
+	return err == nil && i.Exists
+}
+
+func (r *Realiser) poolMembers(ir domain.IfaceRecord) ([]string, error) {
+	if r.Pool != nil {
+		return r.Pool(ir)
+	}
+	if ir.Devices != "" {
+		return strings.Fields(ir.Devices), nil
+	}
+	if ir.PF == "" {
+		return nil, fmt.Errorf("pool %q names neither pf nor devices", ir.Network)
+	}
+	return DiscoverVFs(r.sysfsRoot(), ir.PF)
+}
+
+// DiscoverVFs lists the net devices of a PF's virtual functions, from
+// ROOT/class/net/PF/device/virtfnN/net/*.
+func DiscoverVFs(root, pf string) ([]string, error) {
+	base := filepath.Join(root, "class", "net", pf, "device")
+	if _, err := os.Stat(base); err != nil {
+		return nil, fmt.Errorf("PF %s not found under %s: %v", pf, filepath.Join(root, "class", "net"), err)
+	}
+	fns, _ := filepath.Glob(filepath.Join(base, "virtfn*"))
+	var out []string
+	for _, fn := range fns {
+		nets, _ := filepath.Glob(filepath.Join(fn, "net", "*"))
+		for _, n := range nets {
+			out = append(out, filepath.Base(n))
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("PF %s has no VFs with a net device (echo N > %s/sriov_numvfs)", pf, base)
+	}
+	return out, nil
+}
+
+// ShimName is the host-access shim's device name for a network on a parent.
+func ShimName(network, parent string) string {
+	sum := sha256.Sum256([]byte("virtap-shim\x00" + network + "\x00" + parent))
+	return "vts" + hex.EncodeToString(sum[:])[:12]
+}
+
+// ensureShim makes the host-access macvlan (bridge mode) on the network's
+// parent, with the host's address on the guests' subnet.
+func (r *Realiser) ensureShim(ir domain.IfaceRecord, undo *revert) error {
+	name := ShimName(ir.Network, ir.Parent)
+	pfx, err := netip.ParsePrefix(ir.HostAccess)
+	if err != nil {
+		return err
+	}
+	_, existed, err := r.Net.Find(name)
+	if err != nil {
+		return err
+	}
+	dev, err := r.Net.Create(netdev.Spec{Name: name, Kind: netdev.KindMacvlan, Parent: ir.Parent, Mode: "bridge",
+		Tag: netdev.PurposeTag("shim", ir.Network), Up: true})
+	if err != nil {
+		return err
+	}
+	if !existed {
+		undo.add(func() { _ = r.Net.Delete(name) })
+	}
+	link, err := r.Net.Handle().LinkByIndex(dev.Index)
+	if err != nil {
+		return err
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: pfx.Addr().AsSlice(), Mask: net.CIDRMask(pfx.Bits(), pfx.Addr().BitLen())}}
+	if err := r.Net.Handle().AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("address %s on %s: %v", ir.HostAccess, name, err)
+	}
+	return nil
+}
+
+// Release removes what virtap made for the domain and frees its records.
+// It never fails for a domain that was never prepared or released twice;
+// problems are logged and returned joined for the caller to log.
+func (r *Realiser) Release(u uuid.UUID, name string) error {
+	log := r.Log.With("domain", name, "uuid", u.String())
+	var errs []error
+	dom, had, err := r.Store.GetDomain(u.String())
+	if err != nil {
+		errs = append(errs, err)
+	}
+	shimNets := map[string]string{} // network -> parent
+	for _, ifc := range dom.Interfaces {
+		if ifc.Device != "" {
+			_ = r.Store.SetIfaceState(u.String(), ifc.MAC, store.StateReleasing)
+			if err := r.Net.Delete(ifc.Device); err != nil && !errors.Is(err, netdev.ErrNotOurs) {
+				errs = append(errs, fmt.Errorf("delete %s: %w", ifc.Device, err))
+				continue
+			} else if err != nil {
+				log.Warn("device is not virtap's; left alone", "device", ifc.Device)
+			}
+		}
+		if ifc.Kind == "macvtap" {
+			shimNets[ifc.Network] = ifc.Parent
+		}
+	}
+	// Devices tagged for this domain that no record names (a crash between
+	// create and record): the tag is the truth.
+	if _, err := r.Net.DeleteTagged(func(t netdev.Tag) bool {
+		d, ok := t.Domain()
+		return ok && d == u
+	}, 4); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := r.Store.ReleaseHolder(u.String()); err != nil {
+		errs = append(errs, err)
+	}
+	if had {
+		if err := r.Store.DeleteDomain(u.String()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for nw, parent := range shimNets {
+		if err := r.dropShimIfUnused(nw, parent); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		log.Debug("released")
+	}
+	return errors.Join(errs...)
+}
+
+// dropShimIfUnused deletes a network's host shim when no recorded guest
+// uses that network any more.
+func (r *Realiser) dropShimIfUnused(network, parent string) error {
+	name := ShimName(network, parent)
+	d, ok, err := r.Net.Find(name)
+	if err != nil || !ok || d.Tag.Scope != "shim" {
+		return err
+	}
+	doms, err := r.Store.Domains()
+	if err != nil {
+		return err
+	}
+	for _, dom := range doms {
+		for _, ifc := range dom.Interfaces {
+			if ifc.Network == network && ifc.Kind == "macvtap" {
+				return nil
+			}
+		}
+	}
+	return r.Net.Delete(name)
+}
+
+// Verify checks that the devices virtap made for a running guest exist and
+// are tagged for it. It returns one problem per interface.
+func (r *Realiser) Verify(g *Guest) []error {
+	var errs []error
+	if g.Doc.Record == nil {
+		return nil
+	}
+	for _, ir := range g.Doc.Record.Interfaces {
+		if ir.Device == "" {
+			continue
+		}
+		d, ok, err := r.Net.Find(ir.Device)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case !ok:
+			errs = append(errs, &Error{Domain: g.Name, MAC: ir.MAC, Msg: fmt.Sprintf("device %s is gone", ir.Device)})
+		case d.Tag.Scope != g.UUID.String():
+			errs = append(errs, &Error{Domain: g.Name, MAC: ir.MAC, Msg: fmt.Sprintf("device %s is not tagged for this guest (tag %q)", ir.Device, d.Tag.String())})
+		}
+	}
+	return errs
+}
+
+// Reconnect re-records a running guest's interfaces after libvirtd
+// restarted: records lost to a crash are rebuilt from the document and the
+// tagged devices. It only fails when the guest cannot work (a device it
+// needs is gone).
+func (r *Realiser) Reconnect(g *Guest) error {
+	if g.Doc.Record == nil {
+		return nil
+	}
+	for _, ir := range g.Doc.Record.Interfaces {
+		ifc := store.Iface{MAC: ir.MAC, Network: ir.Network, Kind: ir.Kind, Mode: ir.Mode, Parent: ir.Parent,
+			Device: ir.Device, Pool: poolName(ir), State: store.StateReady}
+		if ir.Device != "" {
+			d, ok, err := r.Net.Find(ir.Device)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return &Error{Domain: g.Name, MAC: ir.MAC, Msg: fmt.Sprintf("device %s is gone; the guest's NIC has no link", ir.Device)}
+			}
+			ifc.Parent = d.Parent
+			if ir.Kind == "passthrough" && d.Parent != "" {
+				h := store.Holder{UUID: g.UUID.String(), MAC: ir.MAC, Name: g.Name}
+				if _, err := r.Store.Reserve(ir.Network, []string{d.Parent}, h); err != nil {
+					r.Log.Warn("reconnect: pool reservation could not be restored", "device", d.Parent, "error", err)
+				}
+			}
+		}
+		if err := r.Store.PutIface(g.UUID.String(), g.Name, ifc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
