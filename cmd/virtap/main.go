@@ -92,12 +92,12 @@ qemu hook so host-side work follows each guest's lifecycle.`,
 	pf.StringVar(&g.logLevel, "log-level", envOr("VIRTAP_LOG_LEVEL", "warn"), "trace, debug, info, warn or error")
 	root.AddCommand(
 		provisionCmd(g),
-		// defineCmd(g),
+		defineCmd(g),
 		policyCmd(g),
 		hookCmd(g),
 		hooksCmd(g),
-		// statusCmd(g),
-		// gcCmd(g),
+		statusCmd(g),
+		gcCmd(g),
 		// doctorCmd(g),
 	)
 	return root

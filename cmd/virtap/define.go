@@ -1,0 +1,40 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/virtap/virtap/internal/virt"
+)
+
+func defineCmd(g *globals) *cobra.Command {
+	var uri, host string
+	cmd := &cobra.Command{
+		Use:   "define [flags] GUEST.xml|-",
+		Short: "Provision a domain and define it through the libvirt API (schema validation on)",
+		Example: `  virtap define examples/macvtap-bridge/guest.xml
+  virtap define --connect qemu+ssh://node2/system --host node2 guest.xml`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			res, _, err := g.provision(a[0], host)
+			if err != nil {
+				return err
+			}
+			c, err := virt.Connect(uri)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			name, id, err := c.Define(string(res.XML))
+			if err != nil {
+				return fmt.Errorf("define: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "defined %s (%s) with %d virtap interface(s)\n", name, id, len(res.Plans))
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&uri, "connect", "c", virt.DefaultURI, "libvirt connection URI")
+	cmd.Flags().StringVar(&host, "host", "", "provision for this host's policy section (default: this machine's name)")
+	return cmd
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"github.com/virtap/virtap/internal/virt"
+	"github.com/virtap/virtap/provision/hostside"
+	"github.com/virtap/virtap/provision/netdev"
+	"github.com/virtap/virtap/provision/store"
+)
+
+func gcCmd(g *globals) *cobra.Command {
+	var dryRun, noLibvirt, asJSON bool
+	var uri string
+	cmd := &cobra.Command{
+		Use:   "gc",
+		Short: "Remove what virtap owns and nothing uses any more",
+		Long: `Remove host devices tagged as virtap's whose guest is not running, the records and
+pool reservations of such guests, unused host-access shims and leftover probe
+devices. A device without virtap's tag is never touched, whatever its name.
+gc asks libvirt which guests run; run it at boot (virtap-gc.service), because
+release never runs after a host crash.`,
+		Example: "  virtap gc --dry-run\n  virtap gc --no-libvirt   # at boot, before libvirtd starts: nothing runs",
+		Args:    args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			running := map[uuid.UUID]string{}
+			if !noLibvirt {
+				c, err := virt.Connect(uri)
+				if err != nil {
+					return fmt.Errorf("%w; if no guest can be running (at boot), use --no-libvirt", err)
+				}
+				running, err = c.Running()
+				c.Close()
+				if err != nil {
+					return err
+				}
+			}
+			pol, _ := g.loadPolicy()
+			st, err := store.Open(g.state(pol), store.Options{Logger: g.log})
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			r := &hostside.Realiser{Log: g.log, Net: netdev.New(g.log, nil), Store: st}
+			acts, gcErr := r.GC(func(u uuid.UUID) bool { _, ok := running[u]; return ok }, dryRun)
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(map[string]any{"dry_run": dryRun, "actions": acts}); err != nil {
+					return err
+				}
+				return gcErr
+			}
+			verb := "removed"
+			if dryRun {
+				verb = "would remove"
+			}
+			if len(acts) == 0 {
+				fmt.Fprintln(out, "nothing to remove")
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			for _, a := range acts {
+				fmt.Fprintf(tw, "%s %s\t%s\t(%s)\n", verb, a.What, a.Name, a.Reason)
+			}
+			tw.Flush()
+			return gcErr
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be removed; remove nothing")
+	cmd.Flags().BoolVar(&noLibvirt, "no-libvirt", false, "assume no guest is running (at boot, before libvirtd starts)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVarP(&uri, "connect", "c", virt.DefaultURI, "libvirt connection URI")
+	return cmd
+}

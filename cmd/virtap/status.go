@@ -1,0 +1,180 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"github.com/virtap/virtap/internal/virt"
+	"github.com/virtap/virtap/provision/domain"
+	"github.com/virtap/virtap/provision/hostside"
+	"github.com/virtap/virtap/provision/netdev"
+	"github.com/virtap/virtap/provision/policy"
+	"github.com/virtap/virtap/provision/store"
+)
+
+// guestView is one domain as status shows it.
+type guestView struct {
+	Name       string               `json:"name"`
+	UUID       string               `json:"uuid"`
+	State      string               `json:"state"`
+	Interfaces []domain.IfaceRecord `json:"interfaces"`
+}
+
+type statusView struct {
+	Guests []guestView `json:"guests"`
+	*hostside.Status
+	Libvirt string `json:"libvirt,omitempty"` // why guests are missing, if they are
+}
+
+func statusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	var uri string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show guests, their interfaces, virtap's host devices, leases and reservations",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pol, _ := g.loadPolicy()
+			var nets []string
+			if pol != nil {
+				h, _ := pol.ResolveHost("")
+				nets = pol.NetworkNames(h)
+			}
+			st, err := store.Open(g.state(pol), store.Options{ReadOnly: true, Logger: g.log})
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			if st != nil {
+				defer st.Close()
+			}
+			s, err := hostside.Collect(st, netdev.New(g.log, nil), nets)
+			if err != nil {
+				return err
+			}
+			v := statusView{Status: s}
+			if c, err := virt.Connect(uri); err != nil {
+				v.Libvirt = err.Error()
+			} else {
+				doms, err := c.Domains()
+				c.Close()
+				if err != nil {
+					v.Libvirt = err.Error()
+				}
+				for _, d := range doms {
+					rec, _, err := domain.ParseRecord([]byte(d.XML))
+					if err != nil || rec == nil {
+						continue
+					}
+					state := "shut off"
+					if d.Running {
+						state = "running"
+					}
+					v.Guests = append(v.Guests, guestView{Name: d.Name, UUID: d.UUID.String(), State: state, Interfaces: rec.Interfaces})
+				}
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(v)
+			}
+			printStatus(cmd, &v, pol)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVarP(&uri, "connect", "c", virt.DefaultURI, "libvirt connection URI")
+	return cmd
+}
+
+func printStatus(cmd *cobra.Command, v *statusView, _ *policy.Policy) {
+	out := cmd.OutOrStdout()
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GUEST\tSTATE\tMAC\tNETWORK\tKIND\tMODE\tLOWER\tHOST DEVICE")
+	if len(v.Guests) == 0 {
+		fmt.Fprintln(tw, "(none)\t\t\t\t\t\t\t")
+	}
+	held := map[string]string{} // domain uuid + mac -> device
+	for _, d := range v.Domains {
+		for _, i := range d.Interfaces {
+			held[d.UUID+i.MAC] = i.Device + "@" + i.Parent
+		}
+	}
+	for _, gv := range v.Guests {
+		for _, i := range gv.Interfaces {
+			lower := i.Parent
+			switch i.Kind {
+			case policy.KindBridge:
+				lower = i.Bridge
+			case policy.KindPassthrough:
+				lower = "pool " + i.Network
+			}
+			dev := "-"
+			if i.Device != "" {
+				dev = i.Device
+				if h, ok := held[gv.UUID+i.MAC]; ok {
+					dev = h
+				}
+			}
+			mode := i.Mode
+			if i.Flag != "" {
+				mode += "/" + i.Flag
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", gv.Name, gv.State, i.MAC, i.Network, i.Kind, mode, lower, dev)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tKIND\tPARENT\tMODE\tUP\tOWNER")
+	if len(v.Devices) == 0 {
+		fmt.Fprintln(tw, "(none)\t\t\t\t\t")
+	}
+	names := map[string]string{}
+	for _, gv := range v.Guests {
+		names[gv.UUID] = gv.Name
+	}
+	for _, d := range v.Devices {
+		owner := d.Owner
+		if u, err := uuid.Parse(owner); err == nil {
+			owner = names[u.String()]
+			if owner == "" {
+				owner = u.String() + " (unknown guest)"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", d.Name, d.Kind, d.Parent, d.Mode, d.Up, owner)
+	}
+	tw.Flush()
+	if len(v.Reservations) > 0 {
+		fmt.Fprintln(out)
+		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "POOL\tDEVICE\tHELD BY\tSINCE")
+		sort.Slice(v.Reservations, func(i, j int) bool {
+			return v.Reservations[i].Pool+v.Reservations[i].Device < v.Reservations[j].Pool+v.Reservations[j].Device
+		})
+		for _, r := range v.Reservations {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Pool, r.Device, r.Holder, r.Since.Format("2006-01-02 15:04:05"))
+		}
+		tw.Flush()
+	}
+	if len(v.Leases) > 0 {
+		fmt.Fprintln(out)
+		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NETWORK\tADDRESS\tHELD BY")
+		for _, l := range v.Leases {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", l.Network, l.Addr, l.Holder)
+		}
+		tw.Flush()
+	}
+	if v.Libvirt != "" {
+		fmt.Fprintf(out, "\nguests unknown: %s\n", strings.TrimSpace(v.Libvirt))
+	}
+}

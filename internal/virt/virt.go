@@ -1,0 +1,100 @@
+// Package virt is the only place virtap talks to libvirt's API (cgo,
+// libvirt.org/go/libvirt). The hook never imports it: a hook that calls
+// libvirt deadlocks libvirtd, and linking libvirt makes a process start
+// about 12 times slower.
+package virt
+
+import (
+	"fmt"
+
+	"github.com/google/uuid"
+	"libvirt.org/go/libvirt"
+)
+
+// DefaultURI is the system QEMU driver.
+const DefaultURI = "qemu:///system"
+
+// Conn is a connection to libvirtd.
+type Conn struct{ c *libvirt.Connect }
+
+// Connect opens uri.
+func Connect(uri string) (*Conn, error) {
+	c, err := libvirt.NewConnect(uri)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w (is libvirtd running? give another --connect)", uri, err)
+	}
+	return &Conn{c: c}, nil
+}
+
+// Close closes the connection.
+func (c *Conn) Close() { _, _ = c.c.Close() }
+
+// Define defines (or redefines) a domain from XML with libvirt's schema
+// validation on, and returns its name and UUID.
+func (c *Conn) Define(xml string) (string, string, error) {
+	d, err := c.c.DomainDefineXMLFlags(xml, libvirt.DOMAIN_DEFINE_VALIDATE)
+	if err != nil {
+		return "", "", err
+	}
+	defer d.Free()
+	name, _ := d.GetName()
+	id, _ := d.GetUUIDString()
+	return name, id, nil
+}
+
+// Domain is one defined or running domain.
+type Domain struct {
+	Name    string
+	UUID    uuid.UUID
+	Running bool
+	XML     string // the live XML for running domains, else the persistent one
+}
+
+// Domains lists all domains with their XML.
+func (c *Conn) Domains() ([]Domain, error) {
+	ds, err := c.c.ListAllDomains(0)
+	if err != nil {
+		return nil, err
+	}
+	var out []Domain
+	for i := range ds {
+		d := &ds[i]
+		name, _ := d.GetName()
+		id, _ := d.GetUUIDString()
+		active, _ := d.IsActive()
+		xml, _ := d.GetXMLDesc(0)
+		u, _ := uuid.Parse(id)
+		out = append(out, Domain{Name: name, UUID: u, Running: active, XML: xml})
+		d.Free()
+	}
+	return out, nil
+}
+
+// Running returns the UUIDs of the running domains.
+func (c *Conn) Running() (map[uuid.UUID]string, error) {
+	ds, err := c.c.ListAllDomains(libvirt.CONNECT_LIST_DOMAINS_ACTIVE)
+	if err != nil {
+		return nil, err
+	}
+	out := map[uuid.UUID]string{}
+	for i := range ds {
+		id, err := ds[i].GetUUIDString()
+		name, _ := ds[i].GetName()
+		ds[i].Free()
+		if err != nil {
+			return nil, err
+		}
+		u, err := uuid.Parse(id)
+		if err != nil {
+			return nil, err
+		}
+		out[u] = name
+	}
+	return out, nil
+}
+
+// Version is libvirtd's version as major*1e6 + minor*1e3 + micro.
+func (c *Conn) Version() (uint32, error) {
+	v, err := c.c.GetLibVersion()
+	return v, err
+}

@@ -1,0 +1,70 @@
+package hostside
+
+import (
+	"sort"
+
+	"github.com/virtap/virtap/provision/netdev"
+	"github.com/virtap/virtap/provision/store"
+)
+
+// Status is what virtap holds on this host.
+type Status struct {
+	Domains      []store.Domain      `json:"domains"`
+	Devices      []DeviceStatus      `json:"devices"`
+	Reservations []store.Reservation `json:"reservations"`
+	Leases       []store.Lease       `json:"leases"`
+}
+
+// DeviceStatus is one host device carrying virtap's tag.
+type DeviceStatus struct {
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Parent string `json:"parent,omitempty"`
+	Mode   string `json:"mode,omitempty"`
+	MAC    string `json:"mac,omitempty"`
+	Up     bool   `json:"up"`
+	Tag    string `json:"tag"`
+	Owner  string `json:"owner,omitempty"` // domain UUID, or the purpose
+}
+
+// Collect reads the store and the host's tagged devices. It changes nothing.
+func Collect(st *store.Store, nd *netdev.Manager, networks []string) (*Status, error) {
+	s := &Status{}
+	var err error
+	if st != nil {
+		if s.Domains, err = st.Domains(); err != nil {
+			return nil, err
+		}
+		pools, err := st.Pools()
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range pools {
+			rs, err := st.Reservations(p)
+			if err != nil {
+				return nil, err
+			}
+			s.Reservations = append(s.Reservations, rs...)
+		}
+		for _, n := range networks {
+			ls, err := st.Leases(n)
+			if err != nil {
+				return nil, err
+			}
+			s.Leases = append(s.Leases, ls...)
+		}
+	}
+	devs, err := nd.List()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range devs {
+		ds := DeviceStatus{Name: d.Name, Kind: d.Kind, Parent: d.Parent, Mode: d.Mode, Up: d.Up, Tag: d.Tag.String(), Owner: d.Tag.Scope}
+		if d.MAC != nil {
+			ds.MAC = d.MAC.String()
+		}
+		s.Devices = append(s.Devices, ds)
+	}
+	sort.Slice(s.Devices, func(i, j int) bool { return s.Devices[i].Name < s.Devices[j].Name })
+	return s, nil
+}
