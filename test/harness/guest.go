@@ -23,6 +23,10 @@ type GuestConfig struct {
 	NoLoop   bool     // idle after VIRTAP-DONE instead of pinging forever
 	Pre      string   // sh script run before the first round
 	Post     string   // sh script run after VIRTAP-DONE, before the loop
+	// On and OnRun: once address On answers a ping (checked every loop
+	// round), run the sh script OnRun once; fire with Topology.AddExtAddr.
+	On    string
+	OnRun string
 }
 
 // Cmdline renders c as kernel parameters (without console=, which GuestXML adds).
@@ -51,6 +55,10 @@ func (c GuestConfig) Cmdline() string {
 	}
 	if c.Post != "" {
 		add("post", base64.StdEncoding.EncodeToString([]byte(c.Post)))
+	}
+	add("on", c.On)
+	if c.OnRun != "" {
+		add("onrun", base64.StdEncoding.EncodeToString([]byte(c.OnRun)))
 	}
 	return strings.Join(p, " ")
 }

@@ -10,9 +10,12 @@
 #   virtap.loop=0          no ping loop after VIRTAP-DONE (the guest just idles)
 #   virtap.pre=BASE64      sh script run once the interface is up, before the first round
 #   virtap.post=BASE64     sh script run after VIRTAP-DONE, before the loop
+#   virtap.on=ADDR         trigger: once ADDR answers a ping (checked each loop round)...
+#   virtap.onrun=BASE64    ...run this sh script once (the test fires it by adding ADDR
+#                          to the external host: Topology.AddExtAddr)
 # Scripts see DEV, IP, MAC, PEERS exported and may print their own lines.
 # Markers, one line each on /dev/console:
-#   VIRTAP-BOOT <release> | VIRTAP-NET <dev> <mac> <ip> | VIRTAP-SCRIPT <pre|post> <rc>
+#   VIRTAP-BOOT <release> | VIRTAP-NET <dev> <mac> <ip> | VIRTAP-SCRIPT <pre|post|on> <rc>
 #   VIRTAP-PING <peer> OK|FAIL | VIRTAP-DONE | VIRTAP-LOOP <n> <peer> OK|FAIL | VIRTAP-ERROR <what>
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run
 /bin/busybox mount -t proc proc /proc
@@ -28,7 +31,7 @@ for m in $(cat /etc/virtap-modules); do
 	insmod "/lib/modules/$m.ko" || mark ERROR "insmod $m"
 done
 
-DEV=eth0 IP= MAC= PEERS= TRIES=10 INTERVAL=2 LOOP=1 PRE= POST=
+DEV=eth0 IP= MAC= PEERS= TRIES=10 INTERVAL=2 LOOP=1 PRE= POST= ON= ONRUN=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	virtap.dev=*) DEV=${arg#*=} ;;
@@ -40,6 +43,8 @@ for arg in $(cat /proc/cmdline); do
 	virtap.loop=*) LOOP=${arg#*=} ;;
 	virtap.pre=*) PRE=${arg#*=} ;;
 	virtap.post=*) POST=${arg#*=} ;;
+	virtap.on=*) ON=${arg#*=} ;;
+	virtap.onrun=*) ONRUN=${arg#*=} ;;
 	esac
 done
 export DEV IP MAC PEERS
@@ -95,6 +100,10 @@ runscript post "$POST"
 n=0
 while :; do
 	n=$((n + 1))
+	if [ -n "$ON" ] && ping -c 1 -W 1 "$ON" >/dev/null 2>&1; then
+		runscript on "$ONRUN"
+		ON=
+	fi
 	if [ "$LOOP" = 1 ]; then
 		for p in $(echo "$PEERS" | tr , ' '); do
 			if pingonce "$p"; then mark LOOP $n "$p" OK; else mark LOOP $n "$p" FAIL; fi

@@ -173,6 +173,21 @@ func (t *Topology) attach(port string, hairpin bool) error {
 	return t.sw.LinkSetHairpin(l, hairpin)
 }
 
+// AddExtAddr adds an address (e.g. "192.0.2.254") to the external host's
+// interface, so that guests waiting for it as their trigger (GuestConfig.On)
+// see it answer.
+func (t *Topology) AddExtAddr(ip string) error {
+	eth0, err := t.ext.LinkByName("eth0")
+	if err != nil {
+		return err
+	}
+	addr, err := netlink.ParseAddr(ip + "/32")
+	if err != nil {
+		return err
+	}
+	return t.ext.AddrAdd(eth0, addr)
+}
+
 // SetHairpin turns reflective relay on or off on every uplink's bridge port.
 func (t *Topology) SetHairpin(on bool) error {
 	for _, p := range t.Ports {

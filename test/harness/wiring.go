@@ -4,11 +4,12 @@ import "testing"
 
 // Wiring decides how a scenario's guest NIC reaches the topology, so one
 // scenario runs both on plain libvirt XML and through virtap: Interface
-// gives the <interface> snippet for a guest on uplink in a macvtap mode, and
+// gives the <interface> snippet for a guest on uplink in a macvtap mode (mac
+// "" lets libvirt or virtap choose), and
 // Prepare may rewrite the guest's XML (e.g. `virtap provision`) before Start.
 type Wiring interface {
 	Name() string
-	Interface(t testing.TB, topo *Topology, uplink int, mode string) string
+	Interface(t testing.TB, topo *Topology, uplink int, mode, mac string) string
 	Prepare(t testing.TB, topo *Topology, g *Guest)
 }
 
@@ -18,8 +19,8 @@ type PlainDirect struct{}
 
 func (PlainDirect) Name() string { return "plain-direct" }
 
-func (PlainDirect) Interface(_ testing.TB, topo *Topology, uplink int, mode string) string {
-	return DirectInterface(topo.Uplinks[uplink], mode, "")
+func (PlainDirect) Interface(_ testing.TB, topo *Topology, uplink int, mode, mac string) string {
+	return DirectInterface(topo.Uplinks[uplink], mode, mac)
 }
 
 func (PlainDirect) Prepare(testing.TB, *Topology, *Guest) {}
