@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 
+	"github.com/virtap/virtap/passthrough"
 	"github.com/virtap/virtap/provision/domain"
 	"github.com/virtap/virtap/provision/netdev"
 	"github.com/virtap/virtap/provision/store"
@@ -35,9 +36,6 @@ type Realiser struct {
 	Store     *store.Store
 	DevRoot   string // "/dev" unless a test says otherwise
 	SysfsRoot string // "/sys" unless a test says otherwise
-	// Pool lists the lower devices of a passthrough pool. nil: the devices
-	// attribute of the record, else the VFs of its PF found under SysfsRoot.
-	Pool func(r domain.IfaceRecord) ([]string, error)
 }
 
 // Error is a failure the user must fix before the guest can start.
@@ -278,95 +276,91 @@ func poolName(ir domain.IfaceRecord) string {
 	return ""
 }
 
+func (r *Realiser) pool(ir domain.IfaceRecord) *passthrough.Pool {
+	return &passthrough.Pool{Name: ir.Network, SysfsRoot: r.sysfsRoot(), PF: ir.PF, Devices: strings.Fields(ir.Devices),
+		Linker: passthrough.NetlinkVF{Handle: r.Net.Handle()}, Log: r.Log}
+}
+
+// preparePool reserves a free lower device of the pool atomically, programs
+// it when it is a real VF (MAC, VLAN, spoofchk, trust, rate; the previous
+// settings are saved first) and creates the passthrough macvtap on it.
 func (r *Realiser) preparePool(g *Guest, ir domain.IfaceRecord, undo *revert) error {
-	members, err := r.poolMembers(ir)
+	pool := r.pool(ir)
+	inUse, err := passthrough.LinkUsage(r.Net.Handle())
 	if err != nil {
 		return err
-	}
-	// Offer only members no one outside virtap uses.
-	var free, busy []string
-	for _, m := range members {
-		info, err := r.Net.ParentStatus(m)
-		if err != nil || !info.Exists {
-			busy = append(busy, m+" (missing)")
-			continue
-		}
-		kids, err := r.Net.MacvlanChildren(m)
-		if err != nil {
-			return err
-		}
-		foreign := false
-		for _, k := range kids {
-			if u, ok := k.Tag.Domain(); !ok || u != g.UUID {
-				foreign = !ok // held by another guest of ours: the store knows
-			}
-		}
-		if foreign {
-			busy = append(busy, m)
-			continue
-		}
-		free = append(free, m)
 	}
 	h := store.Holder{UUID: g.UUID.String(), MAC: ir.MAC, Name: g.Name}
 	_, held, err := r.Store.ReservationOf(ir.Network, h.UUID, h.MAC)
 	if err != nil {
 		return err
 	}
-	dev, err := r.Store.Reserve(ir.Network, free, h)
+	vf, err := pool.Reserve(r.Store, h, inUse)
 	if err != nil {
-		var pe *store.PoolExhaustedError
-		if errors.As(err, &pe) {
-			pe.Busy = busy
-		}
 		return err
 	}
 	if !held {
-		undo.add(func() { _, _, _ = r.Store.Release(ir.Network, h.UUID, h.MAC) })
+		undo.add(func() {
+			if _, err := pool.ReleaseIface(r.Store, h.UUID, h.MAC); err != nil {
+				r.Log.Warn("rollback: release pool device", "pool", ir.Network, "error", err)
+			}
+		})
 	}
-	if !info(r, dev) {
-		return fmt.Errorf("pool device %s disappeared", dev)
+	if vf.Netdev == "" {
+		return fmt.Errorf("pool device %s has no network device (bound to another driver?)", vf.Key())
 	}
-	if err := r.makeDevice(g, ir, dev, undo); err != nil {
+	hw, _ := net.ParseMAC(ir.MAC)
+	cfg := passthrough.VFConfig{MAC: hw}
+	spoof := ir.SpoofChk != "off"
+	trust := ir.Trust == "trusted"
+	cfg.SpoofChk, cfg.Trust = &spoof, &trust
+	if ir.VLAN > 0 {
+		v := ir.VLAN
+		cfg.VLAN = &v
+	}
+	if ir.MaxTxRate > 0 {
+		v := ir.MaxTxRate
+		cfg.MaxTxRate = &v
+	}
+	if err := pool.Program(r.Store, vf, h, cfg); err != nil {
 		return err
 	}
-	return nil
+	return r.makeDevice(g, ir, vf.Netdev, undo)
 }
 
-func info(r *Realiser, dev string) bool {
-	i, err := r.Net.ParentStatus(dev)
-	return err == nil && i.Exists
-}
-
-func (r *Realiser) poolMembers(ir domain.IfaceRecord) ([]string, error) {
-	if r.Pool != nil {
-		return r.Pool(ir)
+// releasePools frees every pool device the domain holds, restoring the
+// VF settings saved when it was programmed.
+func (r *Realiser) releasePools(u string) error {
+	rs, err := r.Store.HolderReservations(u)
+	if err != nil {
+		return err
 	}
-	if ir.Devices != "" {
-		return strings.Fields(ir.Devices), nil
-	}
-	if ir.PF == "" {
-		return nil, fmt.Errorf("pool %q names neither pf nor devices", ir.Network)
-	}
-	return DiscoverVFs(r.sysfsRoot(), ir.PF)
-}
-
-// DiscoverVFs lists the net devices of a PF's virtual functions, from
-// ROOT/class/net/PF/device/virtfnN/net/*.
-func DiscoverVFs(root, pf string) ([]string, error) {
-	base := filepath.Join(root, "class", "net", pf, "device")
-	if _, err := os.Stat(base); err != nil {
-		return nil, fmt.Errorf("PF %s not found under %s: %v", pf, filepath.Join(root, "class", "net"), err)
-	}
-	fns, _ := filepath.Glob(filepath.Join(base, "virtfn*"))
-	var out []string
-	for _, fn := range fns {
-		nets, _ := filepath.Glob(filepath.Join(fn, "net", "*"))
-		for _, n := range nets {
-			out = append(out, filepath.Base(n))
+	var errs []error
+	done := map[string]bool{}
+	for _, rv := range rs {
+		if done[rv.Pool] {
+			continue
+		}
+		done[rv.Pool] = true
+		p := &passthrough.Pool{Name: rv.Pool, SysfsRoot: r.sysfsRoot(), Linker: passthrough.NetlinkVF{Handle: r.Net.Handle()}, Log: r.Log}
+		if _, err := p.ReleaseHolder(r.Store, u); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("PF %s has no VFs with a net device (echo N > %s/sriov_numvfs)", pf, base)
+	return errors.Join(errs...)
+}
+
+// DiscoverVFs lists the net devices of a PF's virtual functions.
+func DiscoverVFs(root, pf string) ([]string, error) {
+	vfs, err := passthrough.Discover(root, pf)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, v := range vfs {
+		if v.Netdev != "" {
+			out = append(out, v.Netdev)
+		}
 	}
 	return out, nil
 }
@@ -441,7 +435,7 @@ func (r *Realiser) Release(u uuid.UUID, name string) error {
 	}, 4); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := r.Store.ReleaseHolder(u.String()); err != nil {
+	if err := r.releasePools(u.String()); err != nil {
 		errs = append(errs, err)
 	}
 	if had {
@@ -527,8 +521,7 @@ func (r *Realiser) Reconnect(g *Guest) error {
 			}
 			ifc.Parent = d.Parent
 			if ir.Kind == "passthrough" && d.Parent != "" {
-				h := store.Holder{UUID: g.UUID.String(), MAC: ir.MAC, Name: g.Name}
-				if _, err := r.Store.Reserve(ir.Network, []string{d.Parent}, h); err != nil {
+				if err := r.rereserve(g, ir, d.Parent); err != nil {
 					r.Log.Warn("reconnect: pool reservation could not be restored", "device", d.Parent, "error", err)
 				}
 			}
@@ -538,4 +531,21 @@ func (r *Realiser) Reconnect(g *Guest) error {
 		}
 	}
 	return nil
+}
+
+// rereserve records that the guest holds the pool member whose net device
+// is lower (after a lost record); the store keys members by PCI address.
+func (r *Realiser) rereserve(g *Guest, ir domain.IfaceRecord, lower string) error {
+	members, err := r.pool(ir).Members()
+	if err != nil {
+		return err
+	}
+	for _, m := range members {
+		if m.Netdev == lower {
+			h := store.Holder{UUID: g.UUID.String(), MAC: ir.MAC, Name: g.Name}
+			_, err := r.Store.Reserve(ir.Network, []string{m.Key()}, h)
+			return err
+		}
+	}
+	return fmt.Errorf("%s is not a member of pool %q", lower, ir.Network)
 }
