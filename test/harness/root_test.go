@@ -1,0 +1,194 @@
+package harness
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+func TestGuestImage(t *testing.T) {
+	RequireRoot(t)
+	needTool(t, "cpio")
+	img, err := BuildGuestImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := os.ReadFile(img.Kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k) < 0x210 || string(k[0x202:0x206]) != "HdrS" {
+		t.Fatalf("%s is not a bzImage", img.Kernel)
+	}
+	if !strings.Contains(img.Package, img.KernelRelease) {
+		t.Errorf("release %q does not match package %q", img.KernelRelease, img.Package)
+	}
+	f, err := os.Open(img.Initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := runIn("", nil, raw, 30*time.Second, "cpio", "-it", "--quiet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, n := range strings.Fields(list) {
+		have[n] = true
+	}
+	want := []string{"init", "bin/busybox", "bin/sh", "dev/console", "etc/virtap-modules"}
+	for _, m := range GuestModules {
+		want = append(want, "lib/modules/"+m+".ko")
+	}
+	for _, w := range want {
+		if !have[w] {
+			t.Errorf("initramfs lacks %s", w)
+		}
+	}
+	order, err := runIn("", nil, raw, 30*time.Second, "cpio", "-i", "--quiet", "--to-stdout", "etc/virtap-modules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(order); fmt.Sprint(got) != fmt.Sprint(GuestModules) {
+		t.Errorf("module order %v, want %v", got, GuestModules)
+	}
+	again, err := BuildGuestImage()
+	if err != nil || again.Initrd != img.Initrd || again.Kernel != img.Kernel {
+		t.Errorf("second build: %+v %v, first %+v", again, err, img)
+	}
+}
+
+// probe is a macvlan on an uplink, moved into its own netns with an address.
+func probe(t *testing.T, topo *Topology, uplink int, name, mode, ip string) string {
+	t.Helper()
+	nsName := topo.Prefix + "-" + name
+	ns, err := newNamedNS(nsName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ns.Close()
+		if err := netns.DeleteNamed(nsName); err != nil {
+			t.Errorf("delete %s: %v", nsName, err)
+		}
+	})
+	up, err := netlink.LinkByName(topo.Uplinks[uplink])
+	if err != nil {
+		t.Fatal(err)
+	}
+	modes := map[string]netlink.MacvlanMode{"vepa": netlink.MACVLAN_MODE_VEPA, "bridge": netlink.MACVLAN_MODE_BRIDGE, "private": netlink.MACVLAN_MODE_PRIVATE}
+	mv := &netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: topo.Prefix + name, ParentIndex: up.Attrs().Index, Namespace: netlink.NsFd(ns)}, Mode: modes[mode]}
+	if err := netlink.LinkAdd(mv); err != nil {
+		t.Fatal(err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName(topo.Prefix + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := netlink.ParseAddr(ip + "/24")
+	if err := h.AddrAdd(l, addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	return nsName
+}
+
+func pingFrom(nsName, ip string) error {
+	_, err := run(10*time.Second, "ip", "netns", "exec", nsName, "ping", "-n", "-c", "2", "-W", "1", "-i", "0.2", ip)
+	return err
+}
+
+// The topology is a reflective-relay switch: two VEPA macvlans on one uplink
+// reach the external host always, each other only with hairpin on; Close
+// leaves nothing behind.
+func TestTopologyHairpinAndCleanup(t *testing.T) {
+	RequireRoot(t)
+	topo := NewTopology(t, 2, false)
+	if len(topo.Uplinks) != 2 || len(topo.Prefix) != 7 {
+		t.Fatalf("uplinks %v prefix %q", topo.Uplinks, topo.Prefix)
+	}
+	for i, u := range topo.Uplinks {
+		l, err := netlink.LinkByName(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Type() != "veth" || l.Attrs().OperState != netlink.OperUp || len(u) > 15 {
+			t.Errorf("uplink %s: type %s state %s", u, l.Type(), l.Attrs().OperState)
+		}
+		if on, err := topo.Hairpin(i); err != nil || on {
+			t.Errorf("port %d hairpin %v err %v, want off", i, on, err)
+		}
+	}
+	a := probe(t, topo, 0, "pa", "vepa", "192.0.2.50")
+	b := probe(t, topo, 0, "pb", "vepa", "192.0.2.51")
+	if err := pingFrom(a, ExtIP); err != nil {
+		t.Fatalf("probe a -> external host: %v", err)
+	}
+	if err := topo.ExtPing("192.0.2.51", 2); err != nil {
+		t.Fatalf("external host -> probe b: %v", err)
+	}
+	if err := pingFrom(a, "192.0.2.51"); err == nil {
+		t.Fatal("VEPA without hairpin: a reached b")
+	}
+	if err := topo.SetHairpin(true); err != nil {
+		t.Fatal(err)
+	}
+	for i := range topo.Uplinks {
+		if on, err := topo.Hairpin(i); err != nil || !on {
+			t.Errorf("port %d hairpin %v err %v, want on", i, on, err)
+		}
+	}
+	if err := pingFrom(a, "192.0.2.51"); err != nil {
+		t.Fatalf("VEPA with hairpin: a cannot reach b: %v", err)
+	}
+	_ = b
+	if err := topo.AddExtAddr("192.0.2.254"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pingFrom(a, "192.0.2.254"); err != nil {
+		t.Fatalf("trigger address: %v", err)
+	}
+	if taps, err := topo.MacvtapsOn(0); err != nil || len(taps) != 0 {
+		t.Errorf("MacvtapsOn sees %v (%v): the probes live in other netns", taps, err)
+	}
+	if err := topo.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.Gone(); err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestTopologyNamesAreUnique(t *testing.T) {
+	RequireRoot(t)
+	a, b := NewTopology(t, 1, false), NewTopology(t, 1, true)
+	if a.Prefix == b.Prefix || bytes.Equal([]byte(a.Uplinks[0]), []byte(b.Uplinks[0])) {
+		t.Fatalf("same names: %s %s", a.Prefix, b.Prefix)
+	}
+}
