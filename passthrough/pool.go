@@ -69,7 +69,11 @@ func (p *Pool) Members() ([]Member, error) {
 			if ValidIfName(n) != nil {
 				return nil, fmt.Errorf("pool %q: %w", p.Name, err)
 			}
-			out = append(out, Member{VF: VF{Index: -1, Netdev: n}, Missing: true})
+			// Not under this sysfs: sysfs shows the namespace it was
+			// mounted in, so a device of another network namespace is
+			// only known to netlink. The caller's inUse (netlink) tells
+			// whether it exists and is free.
+			out = append(out, Member{VF: VF{Index: -1, Netdev: n}})
 			continue
 		}
 		out = append(out, Member{VF: vfs[0]})

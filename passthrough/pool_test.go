@@ -190,17 +190,18 @@ func TestExplicitDevicesPool(t *testing.T) {
 	fs.plain("sv0")
 	fs.plain("sv1")
 	st := openStore(t)
-	// sv2 is listed but gone: skipped, not fatal.
+	// sv2 is listed but gone (netlink, as inUse, says so): skipped, not fatal.
+	gone := func(n string) bool { return n == "sv2" }
 	p := &Pool{Name: "list", SysfsRoot: fs.root, Devices: []string{"sv0", "sv2", "sv1"}}
-	a, err := p.Reserve(st, holder(1), nil)
+	a, err := p.Reserve(st, holder(1), gone)
 	if err != nil || a.Netdev != "sv0" {
 		t.Fatalf("%+v %v", a, err)
 	}
-	b, err := p.Reserve(st, holder(2), nil)
+	b, err := p.Reserve(st, holder(2), gone)
 	if err != nil || b.Netdev != "sv1" {
 		t.Fatalf("%+v %v", b, err)
 	}
-	if _, err := p.Reserve(st, holder(3), nil); err == nil || !strings.Contains(err.Error(), "sv2") {
+	if _, err := p.Reserve(st, holder(3), gone); err == nil || !strings.Contains(err.Error(), "sv2") {
 		t.Fatalf("exhaustion should name the missing sv2: %v", err)
 	}
 	bad := &Pool{Name: "bad", SysfsRoot: fs.root, Devices: []string{"../../etc"}}
