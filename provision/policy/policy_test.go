@@ -1,0 +1,189 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+)
+
+const fleet = `# a fleet
+state_dir = "/var/lib/virtap"
+mac_prefix = "52:54:00"
+
+[networks.lan]
+kind = "macvtap"
+parent = "eth0"
+mode = "bridge"
+queues = "auto"
+
+[networks.edge]
+kind = "ipvtap"
+parent = "eth0"
+mode = "l3s"
+flag = "private"
+addresses = "198.51.100.0/24"
+range = "198.51.100.10-198.51.100.20"
+gateway = "198.51.100.1"
+
+[networks.pool]
+kind = "passthrough"
+pf = "enp3s0f0"
+vlan = 42
+max_tx_rate = 1000
+
+[networks.br]
+kind = "bridge"
+bridge = "br0"
+
+[networks.dc]
+kind = "macvtap"
+parent = "eth1"
+mode = "vepa"
+[networks.dc.virtualport]
+type = "802.1Qbg"
+managerid = 1
+typeid = 2
+typeidversion = 3
+
+[hosts.node2.networks.lan]
+parent = "ens1f0"
+queues = 4
+
+[hosts.node2.networks.extra]
+kind = "macvtap"
+parent = "ens2"
+`
+
+func TestValidPolicyAndHostOverrides(t *testing.T) {
+	p, err := Parse("fleet.toml", []byte(fleet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lan, ok, err := p.Network("node1", "lan")
+	if err != nil || !ok || lan.Parent != "eth0" || lan.Queues != 0 || lan.Vhost != "auto" || lan.Trust != "trusted" || lan.Model != "virtio" {
+		t.Fatalf("node1 lan: %+v %v %v", lan, ok, err)
+	}
+	lan2, _, _ := p.Network("node2", "lan")
+	if lan2.Parent != "ens1f0" || lan2.Queues != 4 || lan2.Mode != "bridge" {
+		t.Fatalf("node2 lan: %+v", lan2)
+	}
+	if _, ok, _ := p.Network("node1", "extra"); ok {
+		t.Fatal("node2's own network is visible on node1")
+	}
+	if n, ok, _ := p.Network("node2", "extra"); !ok || n.Mode != "bridge" {
+		t.Fatalf("node2 extra: %+v", n)
+	}
+	edge, _, _ := p.Network("x", "edge")
+	if edge.Trust != "untrusted" || edge.Flag != "private" {
+		t.Fatalf("ipvtap defaults: %+v", edge)
+	}
+	pool, _, _ := p.Network("x", "pool")
+	if !pool.SpoofChk || pool.Mode != "passthrough" || pool.VLAN != 42 {
+		t.Fatalf("pool defaults: %+v", pool)
+	}
+	if got := strings.Join(p.NetworkNames("node2"), ","); got != "br,dc,edge,extra,lan,pool" {
+		t.Fatalf("node2 networks: %s", got)
+	}
+}
+
+// Each bad policy must fail with the file, the line, the key and a hint.
+func TestErrorsNameFileLineKeyAndFix(t *testing.T) {
+	cases := []struct {
+		name, text, want string
+	}{
+		{"unknown key", "[networks.a]\nkind = \"macvtap\"\nparent = \"eth0\"\nbogus = 1\n", `p.toml:4: networks.a.bogus: unknown key; allowed in a network: kind,`},
+		{"unknown top key", "colour = 1\n", `p.toml:1: colour: unknown key; allowed at the top`},
+		{"wrong type", "[networks.a]\nkind = \"macvtap\"\nparent = \"eth0\"\nmtu = \"big\"\n", `p.toml:4: networks.a.mtu: has the wrong type: expected integer, found string`},
+		{"bad mode", "[networks.a]\nkind = \"macvtap\"\nparent = \"eth0\"\nmode = \"bridg\"\n", `p.toml:4: networks.a.mode: "bridg" is not allowed; allowed: bridge, vepa, private, passthrough`},
+		{"bad kind", "[networks.a]\nkind = \"tap\"\n", `p.toml:2: networks.a.kind: "tap" is not allowed; allowed: macvtap, ipvtap, bridge, passthrough`},
+		{"missing kind", "[networks.a]\nparent = \"eth0\"\n", `p.toml:1: networks.a.kind: is required`},
+		{"flag on macvtap", "[networks.a]\nkind = \"macvtap\"\nparent = \"eth0\"\nflag = \"bridge\"\n", `p.toml:4: networks.a.flag: does not apply to kind "macvtap"; it belongs to kind "ipvtap"`},
+		{"vlan on bridge mode", "[networks.a]\nkind = \"macvtap\"\nparent = \"eth0\"\nvlan = 5\n", `p.toml:4: networks.a.vlan: kind "macvtap" mode "bridge" cannot carry a VLAN tag`},
+		{"bridge without kind bridge", "[networks.a]\nkind = \"macvtap\"\nparent = \"eth0\"\nbridge = \"br0\"\n", `p.toml:4: networks.a.bridge: does not apply to kind "macvtap"; it belongs to kind "bridge"`},
+		{"missing parent", "[networks.a]\nkind = \"ipvtap\"\n", `networks.a.parent: is required`},
+		{"missing bridge", "[networks.a]\nkind = \"bridge\"\n", `networks.a.bridge: is required`},
+		{"pool needs pf or devices", "[networks.a]\nkind = \"passthrough\"\n", `networks.a.pf: a passthrough pool needs exactly one of pf`},
+		{"pool with both", "[networks.a]\nkind = \"passthrough\"\npf = \"p\"\ndevices = [\"v\"]\n", `needs exactly one of pf`},
+		{"queues zero", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\nqueues = 0\n", `p.toml:4: networks.a.queues: must be "auto" or a number from 1 to 256`},
+		{"queues word", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\nqueues = \"many\"\n", `networks.a.queues: queues must be "auto" or a number`},
+		{"qbg range", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\nmode = \"vepa\"\n[networks.a.virtualport]\ntype = \"802.1Qbg\"\nmanagerid = 256\ntypeid = 1\ntypeidversion = 1\n", `p.toml:7: networks.a.virtualport.managerid: must be from 0 to 255, not 256`},
+		{"qbg typeid range", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\nmode = \"vepa\"\n[networks.a.virtualport]\ntype = \"802.1Qbg\"\nmanagerid = 1\ntypeid = 16777216\ntypeidversion = 1\n", `virtualport.typeid: must be from 0 to 16777215`},
+		{"qbg instanceid", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\nmode = \"vepa\"\n[networks.a.virtualport]\ntype = \"802.1Qbg\"\nmanagerid = 1\ntypeid = 1\ntypeidversion = 1\ninstanceid = \"nope\"\n", `virtualport.instanceid: "nope" is not a UUID`},
+		{"qbg needs vepa", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\n[networks.a.virtualport]\ntype = \"802.1Qbg\"\nmanagerid = 1\ntypeid = 1\ntypeidversion = 1\n", `802.1Qbg needs mode = "vepa"`},
+		{"qbh profile", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\n[networks.a.virtualport]\ntype = \"802.1Qbh\"\n", `802.1Qbh needs a profileid`},
+		{"virtualport type", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\n[networks.a.virtualport]\ntype = \"ovs\"\n", `"ovs" is not a virtual port type; allowed: 802.1Qbg, 802.1Qbh`},
+		{"virtualport unknown key", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\n[networks.a.virtualport]\ntype = \"802.1Qbh\"\nprofileid = \"x\"\ncolour = 1\n", `p.toml:7: networks.a.virtualport.colour: unknown key; allowed in virtualport`},
+		{"host_access private", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\nmode = \"private\"\nhost_access = \"192.0.2.1/24\"\n", `host_access: needs mode "bridge" or "vepa"`},
+		{"host_access network address", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\nhost_access = \"192.0.2.0/24\"\n", `must be the host's address on the guests' subnet`},
+		{"untrusted rx filters", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\ntrust = \"untrusted\"\ntrust_guest_rx_filters = true\n", `trust_guest_rx_filters: cannot be true for an untrusted network`},
+		{"untrusted no spoofchk", "[networks.a]\nkind = \"passthrough\"\npf = \"p\"\ntrust = \"untrusted\"\nspoofchk = false\n", `spoofchk: cannot be off for an untrusted network`},
+		{"range outside", "[networks.a]\nkind = \"ipvtap\"\nparent = \"e\"\naddresses = \"198.51.100.0/24\"\nrange = \"203.0.113.1-203.0.113.9\"\n", `networks.a.range: "203.0.113.1-203.0.113.9" must be "FIRST-LAST" inside 198.51.100.0/24`},
+		{"gateway without addresses", "[networks.a]\nkind = \"ipvtap\"\nparent = \"e\"\ngateway = \"198.51.100.1\"\n", `networks.a.addresses: is required when range or gateway is set`},
+		{"parent name too long", "[networks.a]\nkind = \"macvtap\"\nparent = \"abcdefghijklmnopq\"\n", `is not an interface name (1 to 15 characters`},
+		{"mac prefix multicast", "mac_prefix = \"01:00\"\n", `p.toml:1: mac_prefix: "01:00" must start with a locally administered unicast octet`},
+		{"host override bad value", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\n\n[hosts.n2.networks.a]\nmode = \"nope\"\n", `p.toml:6: hosts.n2.networks.a.mode: "nope" is not allowed`},
+		{"host section unknown key", "[hosts.n2]\nfoo = 1\n", `p.toml:2: hosts.n2.foo: unknown key; a host section holds only`},
+		{"syntax", "[networks.a\nkind = 1\n", `p.toml:2: expected '.' or ']' to end table name`},
+		{"bandwidth", "[networks.a]\nkind = \"bridge\"\nbridge = \"b\"\n[networks.a.bandwidth]\ninbound_peak = 5\n", `networks.a.bandwidth.inbound_average: is required when inbound_peak`},
+		{"hostdev", "[networks.a]\nkind = \"passthrough\"\npf = \"p\"\nmode = \"hostdev\"\n", `"hostdev" (whole-VF PCI assignment) is not supported yet`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("p.toml", []byte(c.text))
+			if err == nil {
+				t.Fatalf("accepted:\n%s", c.text)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error:\n%v\nwant it to contain:\n%s", err, c.want)
+			}
+			if !strings.HasPrefix(err.Error(), "p.toml") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+		})
+	}
+}
+
+func TestEveryProblemIsReported(t *testing.T) {
+	_, err := Parse("p.toml", []byte("[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\nmode = \"x\"\nflag = \"y\"\nbogus = 1\n"))
+	es, ok := err.(Errors)
+	if !ok || len(es) != 3 {
+		t.Fatalf("want 3 errors, got %v", err)
+	}
+	if es[0].Line != 4 || es[1].Line != 5 || es[2].Line != 6 {
+		t.Fatalf("lines: %d %d %d", es[0].Line, es[1].Line, es[2].Line)
+	}
+}
+
+func TestLocator(t *testing.T) {
+	l := newLocator("a = 1\n[networks.\"my lan\"]\nkind = \"x\"\ns = \"\"\"\nx = 2\n\"\"\"\n[hosts.h.networks.b]\nparent.x = 1\n")
+	for key, want := range map[string]int{"a": 1, "networks.my lan": 2, "networks.my lan.kind": 3, "hosts.h.networks.b": 7, "hosts.h.networks.b.parent.x": 8} {
+		if got := l.line(splitKey(key)...); got != want && !strings.Contains(key, "my lan") {
+			t.Errorf("%s: line %d, want %d", key, got, want)
+		}
+	}
+	if l.line("networks", "my lan", "kind") != 3 {
+		t.Errorf("quoted table key: %d", l.line("networks", "my lan", "kind"))
+	}
+	if _, ok := l["networks.my lan.x"]; ok {
+		t.Error("a line inside a multi-line string was taken for a key")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(fleet))
+	f.Add([]byte("[networks.a]\nkind = \"passthrough\"\ndevices = [\"a\", \"b\"]\n"))
+	f.Add([]byte("[hosts.x.networks.a]\nkind = \"ipvtap\"\nparent = \"e\"\nqueues = 3\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Parse("f.toml", data)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "f.toml") {
+				t.Fatalf("error without the file name: %v", err)
+			}
+			return
+		}
+		for _, h := range append([]string{"any"}, p.Hosts()...) {
+			if _, err := p.Networks(h); err != nil {
+				t.Fatalf("valid policy, invalid network for %s: %v", h, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,279 @@
+package provision
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/virtap/virtap/internal/udiff"
+	"github.com/virtap/virtap/internal/xmlcheck"
+	"github.com/virtap/virtap/provision/domain"
+	"github.com/virtap/virtap/provision/policy"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func load(t testing.TB) (*policy.Policy, []byte) {
+	t.Helper()
+	pol, err := policy.Load("testdata/policy.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile("testdata/realistic.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pol, raw
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s differs:\n%s", path, udiff.Diff(path, "got", string(want), string(got), 3))
+	}
+}
+
+func TestRealisticDomain(t *testing.T) {
+	pol, raw := load(t)
+	res, err := Provision(raw, Options{Policy: pol, Host: "h1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "realistic.out.xml", res.XML)
+	if len(res.Plans) != 3 {
+		t.Fatalf("want 3 managed interfaces (lan, storage, tenant), got %d", len(res.Plans))
+	}
+	// Every byte outside the managed interfaces and virtap's record is kept.
+	in, err := domain.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := domain.Parse(res.XML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strip := func(d *domain.Doc, managed map[int]bool) string {
+		var b strings.Builder
+		pos := 0
+		for _, ifc := range d.Interfaces {
+			if managed[ifc.Index] {
+				b.Write(d.Raw[pos:ifc.Span.Start])
+				pos = ifc.Span.End
+			}
+		}
+		b.Write(d.Raw[pos:])
+		s := b.String()
+		// drop virtap's record (and the line it stands on)
+		if i := strings.Index(s, "<virtap:virtap"); i >= 0 {
+			j := strings.Index(s, "</virtap:virtap>") + len("</virtap:virtap>")
+			k := strings.LastIndex(s[:i], "\n")
+			s = s[:k] + s[j:]
+		}
+		return s
+	}
+	managed := map[int]bool{0: true, 1: true, 4: true}
+	if a, b := strip(in, managed), strip(out, managed); a != b {
+		t.Fatalf("bytes outside managed interfaces changed:\n%s", udiff.Diff("in", "out", a, b, 2))
+	}
+	// What a user gave is kept: PCI address, boot order, MAC, rx queue size, link.
+	for _, want := range []string{
+		`<address type="pci" domain="0x0000" bus="0x01" slot="0x00" function="0x0"/>`,
+		`<boot order="2"/>`, `<mac address="52:54:00:0d:b0:02"/>`, `rx_queue_size="1024"`, `<link state="up"/>`,
+		`<source dev="eth0" mode="bridge"/>`, `<mtu size="9000"/>`, `<source dev="eth1" mode="private"/>`,
+		`<driver name="qemu" queues="4" rx_queue_size="1024"/>`, `<driver queues="8"/>`, `managed="no"`,
+		`<source network='default'/>`, `<qemu:arg value='-fw_cfg'/>`, `<nova:flavor name="m1.large">`,
+	} {
+		if !bytes.Contains(res.XML, []byte(want)) {
+			t.Errorf("output lacks %s", want)
+		}
+	}
+	again, err := Provision(res.XML, Options{Policy: pol, Host: "h1"})
+	if err != nil || !bytes.Equal(again.XML, res.XML) {
+		t.Fatalf("not a fixed point (%v):\n%s", err, udiff.Diff("once", "twice", string(res.XML), string(again.XML), 3))
+	}
+	xmlcheck.Domain(t, "realistic", res.XML)
+}
+
+func guest(nets ...string) []byte {
+	var b strings.Builder
+	b.WriteString("<domain type='qemu'>\n  <name>g</name>\n  <uuid>11111111-2222-4333-8444-555555555555</uuid>\n  <vcpu>2</vcpu>\n  <devices>\n")
+	for _, n := range nets {
+		if strings.HasPrefix(n, "<") {
+			b.WriteString("    " + n + "\n")
+			continue
+		}
+		fmt.Fprintf(&b, "    <interface type='network'><source network='%s'/></interface>\n", n)
+	}
+	b.WriteString("  </devices>\n</domain>\n")
+	return []byte(b.String())
+}
+
+func TestMACsDeterministicUniqueAndKept(t *testing.T) {
+	pol, _ := load(t)
+	in := guest("lan", "lan", "<interface type='network'><mac address='52:54:00:AA:BB:CC'/><source network='lan'/></interface>")
+	a, err := Provision(in, Options{Policy: pol, Host: "h1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := Provision(in, Options{Policy: pol, Host: "h2"})
+	seen := map[string]bool{}
+	for i, p := range a.Plans {
+		if p.MAC != b.Plans[i].MAC {
+			t.Fatalf("MAC differs between hosts: %s vs %s", p.MAC, b.Plans[i].MAC)
+		}
+		if seen[p.MAC] {
+			t.Fatalf("MAC %s used twice in one domain", p.MAC)
+		}
+		seen[p.MAC] = true
+		if !strings.HasPrefix(p.MAC, "52:54:00:") {
+			t.Fatalf("mac_prefix ignored: %s", p.MAC)
+		}
+	}
+	if a.Plans[2].MAC != "52:54:00:aa:bb:cc" {
+		t.Fatalf("given MAC not kept: %s", a.Plans[2].MAC)
+	}
+}
+
+func TestIpvtapMACIsTheParents(t *testing.T) {
+	pol, _ := load(t)
+	res, err := Provision(guest("untrusted"), Options{Policy: pol, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Plans[0].MAC != "52:54:00:99:99:99" || res.Plans[0].Backend != "ethernet" || len(res.Plans[0].Device) > 15 {
+		t.Fatalf("%+v", res.Plans[0])
+	}
+	_, err = Provision(guest("<interface type='network'><mac address='52:54:00:00:00:01'/><source network='untrusted'/></interface>"), Options{Policy: pol, Host: "h"})
+	if err == nil || !strings.Contains(err.Error(), "interface #1") || !strings.Contains(err.Error(), "parent's MAC") {
+		t.Fatalf("want an error naming interface #1 and the parent's MAC, got %v", err)
+	}
+	_, err = Provision(guest("untrusted", "untrusted"), Options{Policy: pol, Host: "h"})
+	if err == nil || !strings.Contains(err.Error(), "would share its MAC") {
+		t.Fatalf("two ipvtaps on one parent: %v", err)
+	}
+}
+
+func TestVhostAutoAndQueues(t *testing.T) {
+	pol, _ := load(t)
+	dev := t.TempDir()
+	res, err := Provision(guest("lan"), Options{Policy: pol, Host: "h", Local: true, DevRoot: dev})
+	if err != nil || res.Plans[0].Driver != "qemu" || res.Plans[0].Queues != 2 {
+		t.Fatalf("without /dev/vhost-net: %+v %v", res.Plans, err)
+	}
+	if err := os.WriteFile(filepath.Join(dev, "vhost-net"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, _ = Provision(guest("lan"), Options{Policy: pol, Host: "h", Local: true, DevRoot: dev})
+	if res.Plans[0].Driver != "vhost" {
+		t.Fatalf("with /dev/vhost-net: %+v", res.Plans[0])
+	}
+	res, _ = Provision(guest("lan"), Options{Policy: pol, Host: "other"})
+	if res.Plans[0].Driver != "" {
+		t.Fatalf("for another host, vhost auto leaves the choice to libvirt: %+v", res.Plans[0])
+	}
+}
+
+func TestRecordedNetworkMissingOnHost(t *testing.T) {
+	pol, _ := load(t)
+	res, err := Provision(guest("storage"), Options{Policy: pol, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := policy.Parse("other.toml", []byte("[networks.lan]\nkind = \"macvtap\"\nparent = \"e\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Provision(res.XML, Options{Policy: other, Host: "h9"})
+	if err == nil || !strings.Contains(err.Error(), `network "storage"`) || !strings.Contains(err.Error(), "other.toml") {
+		t.Fatalf("want an error naming the network and the policy, got %v", err)
+	}
+}
+
+func TestUnknownNetworksAndNonManagedAreKept(t *testing.T) {
+	pol, _ := load(t)
+	in := guest("default", "<interface type='user'/>")
+	res, err := Provision(in, Options{Policy: pol, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(res.XML, in) {
+		t.Fatalf("a document with nothing to manage changed:\n%s", udiff.Diff("in", "out", string(in), string(res.XML), 2))
+	}
+}
+
+func TestDeviceNames(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 10000; i++ {
+		n := DeviceName("passthrough", fmt.Sprintf("uuid-%d", i), "52:54:00:00:00:01", "net")
+		if len(n) != 15 || seen[n] {
+			t.Fatalf("%q: length %d or repeated", n, len(n))
+		}
+		seen[n] = true
+	}
+	if DeviceName("ipvtap", "a", "m", "n")[:3] != "vti" || DeviceName("passthrough", "a", "m", "n")[:3] != "vtp" {
+		t.Fatal("kind letter")
+	}
+}
+
+func FuzzProvision(f *testing.F) {
+	pol, raw := load(f)
+	f.Add(raw)
+	f.Add(guest("lan", "tenant", "untrusted"))
+	f.Add([]byte("<domain><name>x</name><devices><interface type='network'><source network='lan'/></interface></devices></domain>"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res, err := Provision(data, Options{Policy: pol, Host: "h"})
+		if err != nil {
+			return
+		}
+		again, err := Provision(res.XML, Options{Policy: pol, Host: "h"})
+		if err != nil {
+			t.Fatalf("output does not provision again: %v\n%s", err, res.XML)
+		}
+		if !bytes.Equal(again.XML, res.XML) {
+			t.Fatalf("not a fixed point:\n%s", udiff.Diff("once", "twice", string(res.XML), string(again.XML), 2))
+		}
+	})
+}
+
+// Provisioning one 6 KB domain in-process, against a bare libvirtxml
+// unmarshal + marshal of the same document (target: at most 1.5x).
+func BenchmarkProvision(b *testing.B) {
+	pol, raw := load(b)
+	b.SetBytes(int64(len(raw)))
+	for i := 0; i < b.N; i++ {
+		if _, err := Provision(raw, Options{Policy: pol, Host: "h"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkLibvirtxmlRoundTrip(b *testing.B) {
+	_, raw := load(b)
+	b.SetBytes(int64(len(raw)))
+	for i := 0; i < b.N; i++ {
+		var d libvirtxml.Domain
+		if err := d.Unmarshal(string(raw)); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := d.Marshal(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
