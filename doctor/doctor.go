@@ -296,7 +296,6 @@ func lowerOf(n *policy.Network) string {
 }
 
 func (r *run) networkChecks(ctx context.Context, nets []*policy.Network) error {
-	var order []*lower
 	byName := map[string]*lower{}
 	for _, n := range nets {
 		name := lowerOf(n)
@@ -307,7 +306,6 @@ func (r *run) networkChecks(ctx context.Context, nets []*policy.Network) error {
 		if l == nil {
 			l = &lower{name: name, kind: n.Kind}
 			byName[name] = l
-			order = append(order, l)
 		}
 		l.nets = append(l.nets, n)
 	}
@@ -319,12 +317,16 @@ func (r *run) networkChecks(ctx context.Context, nets []*policy.Network) error {
 			r.log.Info("removed stale probe devices", "devices", strings.Join(removed, ","))
 		}
 	}
-	for _, l := range order {
-		if err := r.lowerChecks(ctx, l); err != nil {
-			return err
-		}
-	}
+	// Each lower device's checks come before those of the first network
+	// on it, so that the table reads network by network.
+	done := map[string]bool{}
 	for _, n := range nets {
+		if name := lowerOf(n); name != "" && !done[name] {
+			done[name] = true
+			if err := r.lowerChecks(ctx, byName[name]); err != nil {
+				return err
+			}
+		}
 		if n.Kind == policy.KindPassthrough {
 			r.poolCheck(n)
 		}

@@ -98,7 +98,7 @@ qemu hook so host-side work follows each guest's lifecycle.`,
 		hooksCmd(g),
 		statusCmd(g),
 		gcCmd(g),
-		// doctorCmd(g),
+		doctorCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/virtap/virtap/doctor"
+	"github.com/virtap/virtap/hooks"
+	"github.com/virtap/virtap/provision/netdev"
+)
+
+func doctorCmd(g *globals) *cobra.Command {
+	var (
+		asJSON, noProbe               bool
+		host, hooksDir, domainsDir    string
+		devRoot, sysfsRoot, colourArg string
+		probeTimeout                  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Preflight: parents, MAC budget, VEPA hairpin, VF headroom, vhost-net, hooks",
+		Long: `Check this host against the policy before guests start: for each network, that its
+parent (bridge, PF) exists, is up, has carrier and fits the MTU; the unicast MAC budget of
+each parent against max_macs and its promiscuity; for VEPA networks, whether the switch
+reflects frames (a probe with two temporary macvtaps; --no-probe turns it off); free
+devices of VF pools; /dev/vhost-net against vhost. For the host: virtap's hook in
+HOOKS/qemu.d, a libvirt that runs qemu.d hooks, and defined direct interfaces without a
+mode (libvirt's default is VEPA).
+Exit 1 when a check fails; warnings alone exit 0.`,
+		Example: "  virtap doctor\n  virtap doctor --json --no-probe",
+		Args:    args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			colour, err := useColour(colourArg, asJSON)
+			if err != nil {
+				return usageError{err}
+			}
+			env := doctor.Env{
+				Log: g.log, Net: netdev.New(g.log, nil),
+				DevRoot: devRoot, SysfsRoot: sysfsRoot, HooksDir: hooksDir,
+				LibvirtVersion: libvirtVersion,
+				Domains:        doctor.DomainsFromDir(domainsDir),
+				Probe:          !noProbe, ProbeTimeout: probeTimeout,
+			}
+			var rep *doctor.Report
+			var runErr error
+			p, err := g.loadPolicy()
+			if err != nil {
+				h := host
+				if h == "" {
+					h, _ = os.Hostname()
+				}
+				env.StateDir = g.state(nil)
+				rep = doctor.PolicyFailure(env, g.policyPath, h, err)
+			} else {
+				h, _ := p.ResolveHost(host)
+				env.StateDir = g.state(p)
+				rep, runErr = doctor.Run(cmd.Context(), env, p, h)
+			}
+			if rep != nil {
+				out := cmd.OutOrStdout()
+				if asJSON {
+					err = rep.WriteJSON(out)
+				} else {
+					err = rep.WriteTable(out, colour && out == os.Stdout)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if runErr != nil {
+				return runErr
+			}
+			if rep.Failed {
+				return exitError{1}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.BoolVar(&noProbe, "no-probe", false, "do not probe the switch behind VEPA parents for reflective relay (hairpin)")
+	f.DurationVar(&probeTimeout, "probe-timeout", time.Second, "how long each hairpin probe waits for its frame")
+	f.StringVar(&host, "host", "", "this host's name in the policy (default: the machine's name)")
+	f.StringVar(&hooksDir, "hooks-dir", hooks.DefaultHooksDir, "libvirt's hooks directory")
+	f.StringVar(&domainsDir, "domains-dir", "/etc/libvirt/qemu", "libvirt's persistent domain configs (*.xml)")
+	f.StringVar(&colourArg, "color", "auto", "colour the table: auto (on a terminal, unless NO_COLOR is set), always, never")
+	f.StringVar(&devRoot, "dev-root", "/dev", "where to look for vhost-net (tests)")
+	f.StringVar(&sysfsRoot, "sysfs-root", "/sys", "where to discover VFs (tests)")
+	_ = f.MarkHidden("dev-root")
+	_ = f.MarkHidden("sysfs-root")
+	return cmd
+}
+
+// useColour decides on colour: only for the table, and with "auto" only
+// when stdout is a terminal and NO_COLOR is unset.
+func useColour(arg string, asJSON bool) (bool, error) {
+	switch arg {
+	case "always":
+		return !asJSON, nil
+	case "never":
+		return false, nil
+	case "auto":
+		if asJSON || os.Getenv("NO_COLOR") != "" {
+			return false, nil
+		}
+		_, err := unix.IoctlGetTermios(int(os.Stdout.Fd()), unix.TCGETS)
+		return err == nil, nil
+	}
+	return false, fmt.Errorf("--color %q: allowed: auto, always, never", arg)
+}
+
+// libvirtVersion asks libvirtd (else virsh) for its version; neither needs
+// a running daemon.
+func libvirtVersion() (string, error) {
+	var errs []error
+	for _, bin := range []string{"libvirtd", "virsh"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		out, err := exec.CommandContext(ctx, bin, "--version").Output()
+		cancel()
+		if err == nil && strings.TrimSpace(string(out)) != "" {
+			return string(out), nil
+		}
+		errs = append(errs, fmt.Errorf("%s --version: %w", bin, err))
+	}
+	return "", errors.Join(errs...)
+}

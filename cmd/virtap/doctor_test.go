@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/virtap/virtap/doctor"
+	"github.com/virtap/virtap/hooks"
+	"github.com/virtap/virtap/internal/nstest"
+)
+
+// runDoctor runs "virtap doctor ARGS" as main would and returns stdout and
+// the exit code.
+func runDoctor(t *testing.T, a ...string) (string, int) {
+	t.Helper()
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs(append([]string{"doctor"}, a...))
+	err := root.Execute()
+	code := 0
+	var ee exitError
+	var ue usageError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.code
+	case errors.As(err, &ue):
+		code = 2
+	default:
+		t.Logf("error: %v", err)
+		code = 1
+	}
+	return out.String(), code
+}
+
+// doctorFiles writes a policy with one VEPA network on parent and a hooks
+// directory holding a (fake) virtap hook; it returns the common flags.
+func doctorFiles(t *testing.T, parent string) []string {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.toml")
+	if err := os.WriteFile(pol, []byte("[networks.lan]\nkind = \"macvtap\"\nparent = \""+parent+"\"\nmode = \"vepa\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hd := filepath.Join(dir, "hooks")
+	if err := os.MkdirAll(filepath.Join(hd, "qemu.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hooks.HookPath(hd), []byte("fake "+hooks.BinaryMarker), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--policy", pol, "--state-dir", filepath.Join(dir, "state"), "--hooks-dir", hd,
+		"--domains-dir", filepath.Join(dir, "domains"), "--probe-timeout", "500ms"}
+}
+
+func TestDoctorCommandHairpin(t *testing.T) {
+	for _, hairpin := range []bool{true, false} {
+		name := "reflects"
+		if !hairpin {
+			name = "does-not-reflect"
+		}
+		t.Run(name, func(t *testing.T) {
+			ns := nstest.New(t)
+			s := nstest.NewSwitched(t, ns, hairpin)
+			out, code := runDoctor(t, append(doctorFiles(t, s.Uplink), "--json")...)
+			var rep doctor.Report
+			if err := json.Unmarshal([]byte(out), &rep); err != nil {
+				t.Fatalf("not JSON: %v\n%s", err, out)
+			}
+			hp := rep.Find(doctor.CheckHairpin, "lan")
+			if len(hp) != 1 {
+				t.Fatalf("hairpin results %+v", hp)
+			}
+			if hairpin {
+				if hp[0].Status != doctor.OK || !strings.Contains(hp[0].Detail, "reflects") || code != 0 || rep.Failed {
+					t.Fatalf("hairpin on: exit %d, %+v\n%s", code, hp[0], out)
+				}
+			} else {
+				if hp[0].Status != doctor.Fail || !strings.Contains(hp[0].Detail, "does not reflect") || code != 1 {
+					t.Fatalf("hairpin off: exit %d, %+v\n%s", code, hp[0], out)
+				}
+			}
+		})
+	}
+}
+
+func TestDoctorCommandTable(t *testing.T) {
+	ns := nstest.New(t)
+	ns.Veth(t, "up0", "up0p", nil)
+	flags := doctorFiles(t, "up0")
+	out, code := runDoctor(t, append(flags, "--no-probe")...)
+	if code != 0 || !strings.HasPrefix(out, "NETWORK") || !strings.Contains(out, "reflective-relay probe turned off") || strings.Contains(out, "\x1b[") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	out, code = runDoctor(t, "--policy", filepath.Join(t.TempDir(), "missing.toml"), "--no-probe")
+	if code != 1 || !strings.Contains(out, "policy") || !strings.Contains(out, "FAILED") {
+		t.Fatalf("missing policy: exit %d:\n%s", code, out)
+	}
+	if _, code = runDoctor(t, "--color", "sometimes"); code != 2 {
+		t.Fatalf("bad --color: exit %d", code)
+	}
+}
