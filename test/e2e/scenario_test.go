@@ -41,7 +41,7 @@ func startPair(t *testing.T, env *harness.Env, w harness.Wiring, topo *harness.T
 	mode := o.mode
 	p := &pair{topo: topo, ipA: harness.GuestIP(0), ipB: harness.GuestIP(1)}
 	mk := func(i int, suffix, ip, peer string) *harness.Guest {
-		cfg := harness.GuestConfig{IP: ip + "/24", Peers: []string{harness.ExtIP, peer}, Tries: o.tries, On: o.on, OnRun: o.onRun[i]}
+		cfg := harness.GuestConfig{IP: ip + "/24", Peers: []string{harness.ExtIP, peer}, Tries: o.tries, Interval: 1, On: o.on, OnRun: o.onRun[i]}
 		g := env.NewGuest(t, "e2e-"+topo.Prefix+"-"+suffix, cfg, w.Interface(t, topo, 0, mode, o.macs[i]))
 		w.Prepare(t, topo, g)
 		return g
