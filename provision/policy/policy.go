@@ -338,11 +338,12 @@ func allowedHere(k toml.Key) string {
 	case len(k) >= 4 && k[len(k)-2] == "bandwidth":
 		return "allowed in bandwidth: inbound_average, inbound_peak, inbound_burst, outbound_average, outbound_peak, outbound_burst"
 	default:
-		return "allowed in a network: " + strings.Join(networkKeys(), ", ")
+		return "allowed in a network: " + strings.Join(NetworkKeys(), ", ")
 	}
 }
 
-func networkKeys() []string {
+// NetworkKeys lists every key a network table may hold.
+func NetworkKeys() []string {
 	return []string{"kind", "parent", "parent_mac", "mode", "flag", "bridge", "pf", "devices", "vhost", "queues",
 		"mtu", "model", "trust", "trust_guest_rx_filters", "host_access", "vlan", "spoofchk", "max_tx_rate",
 		"max_macs", "addresses", "range", "gateway", "[virtualport]", "[bandwidth]"}
