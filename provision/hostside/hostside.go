@@ -146,6 +146,9 @@ func (r *Realiser) Prepare(g *Guest) (err error) {
 			if err := r.makeDevice(g, ir, ir.Parent, &undo); err != nil {
 				return fail("network %q: %v", ir.Network, err)
 			}
+			if err := r.prepareAddresses(g, ir, &undo); err != nil {
+				return fail("network %q addresses: %v", ir.Network, err)
+			}
 		case "passthrough":
 			if err := r.preparePool(g, ir, &undo); err != nil {
 				var pe *store.PoolExhaustedError
@@ -265,6 +268,9 @@ func (r *Realiser) makeDevice(g *Guest, ir domain.IfaceRecord, lower string, und
 				r.Log.Warn("rollback: delete device", "device", ir.Device, "error", err)
 			}
 		})
+	}
+	if err := r.applyFilter(g, ir, ir.Device, undo); err != nil {
+		return fmt.Errorf("anti-spoofing filter on %s: %w", ir.Device, err)
 	}
 	return r.Store.SetIfaceState(g.UUID.String(), ir.MAC, store.StateReady)
 }
@@ -436,6 +442,9 @@ func (r *Realiser) Release(u uuid.UUID, name string) error {
 		errs = append(errs, err)
 	}
 	if err := r.releasePools(u.String()); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.releaseExtras(u); err != nil {
 		errs = append(errs, err)
 	}
 	if had {
