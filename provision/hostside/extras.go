@@ -17,7 +17,3 @@ type IfaceRecordAlias = domain.IfaceRecord
 func (r *Realiser) releaseExtras(u uuid.UUID) error {
 	return errors.Join(r.releaseAddresses(u), r.removeFilters(u))
 }
-
-func (r *Realiser) releaseAddresses(u uuid.UUID) error { return nil }
-
-func (r *Realiser) removeFilters(u uuid.UUID) error { return nil }
