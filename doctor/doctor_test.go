@@ -613,3 +613,71 @@ func TestRender(t *testing.T) {
 		t.Fatalf("json: %s", b.String())
 	}
 }
+
+// A bridge whose ports have no carrier still joins its guests: warn.
+func TestBridgeWithoutCarrier(t *testing.T) {
+	ns := hostNS(t)
+	ns.Bridge(t, "br0")
+	if err := ns.NL.LinkSetDown(ns.Link(t, "up0p")); err != nil {
+		t.Fatal(err)
+	}
+	ns.AddPort(t, "br0", "up0", false)
+	p := pol(t, "[networks.b]\nkind = \"bridge\"\nbridge = \"br0\"\n")
+	rep := doctor(t, env(t, ns.NL), p)
+	want(t, one(t, rep, CheckCarrier, "b"), Warn, "bridge br0 has no carrier")
+	ns.Up(t, "up0p")
+	waitOperUp(t, ns, "up0")
+	rep = doctor(t, env(t, ns.NL), p)
+	want(t, one(t, rep, CheckCarrier, "b"), OK, "br0 has carrier")
+}
+
+// ipvtap guests share the parent's MAC and macvtap passthrough owns the
+// parent: neither spends the filter, however many devices there are.
+func TestMACBudgetIpvtapAndPassthrough(t *testing.T) {
+	ns := hostNS(t)
+	macvlan(t, ns, "mv1", "up0", "02:00:00:00:00:01")
+	macvlan(t, ns, "mv2", "up0", "02:00:00:00:00:02")
+	e := env(t, ns.NL)
+	var probed []string
+	e.Probe = true
+	e.Prober = func(_ context.Context, parent string) (vepa.ProbeResult, error) {
+		probed = append(probed, parent)
+		return vepa.ProbeResult{Detail: "stub: no reflection"}, nil
+	}
+	rep := doctor(t, e, pol(t, "[networks.ip]\nkind = \"ipvtap\"\nparent = \"up0\"\nflag = \"vepa\"\nmax_macs = 1\n"))
+	want(t, one(t, rep, CheckMACBudget, "ip"), OK, "only ipvtap on up0")
+	// ipvtap with flag vepa relies on the switch too.
+	want(t, one(t, rep, CheckHairpin, "ip"), Fail, "stub: no reflection")
+	rep = doctor(t, e, pol(t, macvtapPolicy("up0", "mode = \"passthrough\"\nmax_macs = 1")))
+	want(t, one(t, rep, CheckMACBudget, "lan"), OK, "macvtap passthrough on up0")
+	// Mixed: the macvtap bridge network's budget counts, the ipvtap's does not.
+	rep = doctor(t, e, pol(t, macvtapPolicy("up0", "max_macs = 1")+"[networks.ip]\nkind = \"ipvtap\"\nparent = \"up0\"\nmax_macs = 64\n"))
+	r := one(t, rep, CheckMACBudget, "lan")
+	want(t, r, Fail, "2 of 1 unicast MACs on up0")
+	if r.Network != "lan,ip" && r.Network != "ip,lan" {
+		t.Fatalf("budget result names %q", r.Network)
+	}
+	if len(probed) != 1 {
+		t.Fatalf("probed %v, want once (only the vepa-flag ipvtap)", probed)
+	}
+}
+
+// A probe that cannot run (here: it fails) warns instead of guessing.
+func TestHairpinProbeError(t *testing.T) {
+	ns := hostNS(t)
+	e := env(t, ns.NL)
+	e.Probe = true
+	e.Prober = func(context.Context, string) (vepa.ProbeResult, error) {
+		return vepa.ProbeResult{}, errors.New("create macvtap: operation not supported")
+	}
+	rep := doctor(t, e, pol(t, macvtapPolicy("up0", `mode = "vepa"`)))
+	want(t, one(t, rep, CheckHairpin, "lan"), Warn, "cannot probe the switch behind up0: create macvtap")
+	// An interrupted probe stops the run and says so.
+	e.Prober = func(context.Context, string) (vepa.ProbeResult, error) {
+		return vepa.ProbeResult{}, fmt.Errorf("%w: interrupt", vepa.ErrInterrupted)
+	}
+	rep, err := Run(context.Background(), e, pol(t, macvtapPolicy("up0", `mode = "vepa"`)), "h")
+	if !errors.Is(err, vepa.ErrInterrupted) || rep == nil || len(rep.Find(CheckHooks, "")) != 0 {
+		t.Fatalf("interrupted: %v, %+v", err, rep)
+	}
+}

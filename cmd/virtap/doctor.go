@@ -19,10 +19,8 @@ import (
 
 func doctorCmd(g *globals) *cobra.Command {
 	var (
-		asJSON, noProbe               bool
-		host, hooksDir, domainsDir    string
-		devRoot, sysfsRoot, colourArg string
-		probeTimeout                  time.Duration
+		asJSON, noProbe bool
+		host, hooksDir  string
 	)
 	cmd := &cobra.Command{
 		Use:   "doctor",
@@ -38,16 +36,11 @@ Exit 1 when a check fails; warnings alone exit 0.`,
 		Example: "  virtap doctor\n  virtap doctor --json --no-probe",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			colour, err := useColour(colourArg, asJSON)
-			if err != nil {
-				return usageError{err}
-			}
 			env := doctor.Env{
-				Log: g.log, Net: netdev.New(g.log, nil),
-				DevRoot: devRoot, SysfsRoot: sysfsRoot, HooksDir: hooksDir,
+				Log: g.log, Net: netdev.New(g.log, nil), HooksDir: hooksDir,
 				LibvirtVersion: libvirtVersion,
-				Domains:        doctor.DomainsFromDir(domainsDir),
-				Probe:          !noProbe, ProbeTimeout: probeTimeout,
+				Domains:        doctor.DomainsFromDir(DomainsDir),
+				Probe:          !noProbe, ProbeTimeout: ProbeTimeout,
 			}
 			var rep *doctor.Report
 			var runErr error
@@ -69,7 +62,7 @@ Exit 1 when a check fails; warnings alone exit 0.`,
 				if asJSON {
 					err = rep.WriteJSON(out)
 				} else {
-					err = rep.WriteTable(out, colour && out == os.Stdout)
+					err = rep.WriteTable(out, out == os.Stdout && colourTerminal())
 				}
 				if err != nil {
 					return err
@@ -87,34 +80,26 @@ Exit 1 when a check fails; warnings alone exit 0.`,
 	f := cmd.Flags()
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.BoolVar(&noProbe, "no-probe", false, "do not probe the switch behind VEPA parents for reflective relay (hairpin)")
-	f.DurationVar(&probeTimeout, "probe-timeout", time.Second, "how long each hairpin probe waits for its frame")
 	f.StringVar(&host, "host", "", "this host's name in the policy (default: the machine's name)")
 	f.StringVar(&hooksDir, "hooks-dir", hooks.DefaultHooksDir, "libvirt's hooks directory")
-	f.StringVar(&domainsDir, "domains-dir", "/etc/libvirt/qemu", "libvirt's persistent domain configs (*.xml)")
-	f.StringVar(&colourArg, "color", "auto", "colour the table: auto (on a terminal, unless NO_COLOR is set), always, never")
-	f.StringVar(&devRoot, "dev-root", "/dev", "where to look for vhost-net (tests)")
-	f.StringVar(&sysfsRoot, "sysfs-root", "/sys", "where to discover VFs (tests)")
-	_ = f.MarkHidden("dev-root")
-	_ = f.MarkHidden("sysfs-root")
 	return cmd
 }
 
-// useColour decides on colour: only for the table, and with "auto" only
-// when stdout is a terminal and NO_COLOR is unset.
-func useColour(arg string, asJSON bool) (bool, error) {
-	switch arg {
-	case "always":
-		return !asJSON, nil
-	case "never":
-		return false, nil
-	case "auto":
-		if asJSON || os.Getenv("NO_COLOR") != "" {
-			return false, nil
-		}
-		_, err := unix.IoctlGetTermios(int(os.Stdout.Fd()), unix.TCGETS)
-		return err == nil, nil
+// Fixed settings of doctor.
+const (
+	// DomainsDir holds libvirt's persistent domain configs.
+	DomainsDir = "/etc/libvirt/qemu"
+	// ProbeTimeout bounds each reflective-relay probe.
+	ProbeTimeout = time.Second
+)
+
+// colourTerminal says whether stdout is a terminal and NO_COLOR is unset.
+func colourTerminal() bool {
+	if os.Getenv("NO_COLOR") != "" {
+		return false
 	}
-	return false, fmt.Errorf("--color %q: allowed: auto, always, never", arg)
+	_, err := unix.IoctlGetTermios(int(os.Stdout.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // libvirtVersion asks libvirtd (else virsh) for its version; neither needs
