@@ -92,7 +92,7 @@ func (r *run) lowerChecks(ctx context.Context, l *lower) error {
 		r.promiscCheck(l, res)
 		r.budgetCheck(l, res)
 	}
-	return r.hairpinCheck(ctx, l, info, res)
+	return r.hairpinCheck(ctx, l, info)
 }
 
 type resFunc func(check string, st Status, detail, advice string)
@@ -244,7 +244,7 @@ func vepaNets(l *lower) []string {
 	return out
 }
 
-func (r *run) hairpinCheck(ctx context.Context, l *lower, info netdev.ParentInfo, _ resFunc) error {
+func (r *run) hairpinCheck(ctx context.Context, l *lower, info netdev.ParentInfo) error {
 	vn := vepaNets(l)
 	if len(vn) == 0 {
 		return nil
