@@ -25,6 +25,9 @@ import (
 	"github.com/virtap/virtap/vepa"
 )
 
+// Probe devices in test namespaces take fresh indexes: /dev/tapN is global.
+func init() { vepa.ProbeIndex = nstest.FreshIndex }
+
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) {

@@ -124,8 +124,8 @@ func Probe(ctx context.Context, log hclog.Logger, h *netlink.Handle, parent stri
 	for i, n := range names {
 		spec := netdev.Spec{Name: n, Kind: netdev.KindMacvtap, Parent: parent,
 			Mode: "vepa", MAC: randomMAC(), Tag: tag, Up: true}
-		if probeIndex != nil {
-			spec.Index = probeIndex()
+		if ProbeIndex != nil {
+			spec.Index = ProbeIndex()
 		}
 		devs[i], err = m.Create(spec)
 		if err != nil {
@@ -177,9 +177,9 @@ func Probe(ctx context.Context, log hclog.Logger, h *netlink.Handle, parent stri
 
 var probeSeq uint32
 
-// probeIndex, when set (tests), picks the interface index of probe devices:
+// ProbeIndex, when set (tests in network namespaces), picks the interface index of probe devices:
 // /dev/tap<index> is global, so test namespaces must not reuse indexes.
-var probeIndex func() int
+var ProbeIndex func() int
 
 // probeID returns a tag id "<pid>-<8 hex>" and two device names
 // "vtprb<8 hex of fnv(id)>a|b" (14 characters).

@@ -18,7 +18,7 @@ import (
 	"github.com/virtap/virtap/provision/netdev"
 )
 
-func init() { probeIndex = nstest.FreshIndex }
+func init() { ProbeIndex = nstest.FreshIndex }
 
 func testLogger(t *testing.T) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Debug, Output: testWriter{t}})

@@ -12,7 +12,11 @@ import (
 	"github.com/virtap/virtap/doctor"
 	"github.com/virtap/virtap/hooks"
 	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/vepa"
 )
+
+// Probe devices in test namespaces take fresh indexes: /dev/tapN is global.
+func init() { vepa.ProbeIndex = nstest.FreshIndex }
 
 // runDoctor runs "virtap doctor ARGS" as main would and returns stdout and
 // the exit code.
