@@ -277,7 +277,13 @@ func TestPoolLifecycle(t *testing.T) {
 	if len(devs) != 2 || !lowers["vf0"] || !lowers["vf1"] {
 		t.Fatalf("want one passthrough macvtap on each of vf0, vf1; got %+v", devs)
 	}
-	err := e.run("prepare", xc)
+	st := e.store()
+	stat, err := hostside.Collect(st, netdev.New(nil, nil), nil, []hostside.PoolSpec{{Name: "pool", Devices: []string{"vf0", "vf1"}}}, "/sys")
+	st.Close()
+	if err != nil || len(stat.Pools) != 1 || stat.Pools[0].Size != 2 || stat.Pools[0].Free != 0 || len(stat.Pools[0].Holders) != 2 {
+		t.Fatalf("pool status: %+v %v", stat, err)
+	}
+	err = e.run("prepare", xc)
 	if err == nil || !strings.Contains(err.Error(), `pool "pool"`) || !strings.Contains(err.Error(), "alpha") || !strings.Contains(err.Error(), "bravo") {
 		t.Fatalf("guest 3 on a pool of 2: want an error naming the pool and its holders, got %v", err)
 	}

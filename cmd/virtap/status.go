@@ -44,9 +44,16 @@ func statusCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pol, _ := g.loadPolicy()
 			var nets []string
+			var pools []hostside.PoolSpec
 			if pol != nil {
 				h, _ := pol.ResolveHost("")
 				nets = pol.NetworkNames(h)
+				all, _ := pol.Networks(h)
+				for _, n := range all {
+					if n.Kind == policy.KindPassthrough {
+						pools = append(pools, hostside.PoolSpec{Name: n.Name, PF: n.PF, Devices: n.Devices})
+					}
+				}
 			}
 			st, err := store.Open(g.state(pol), store.Options{ReadOnly: true, Logger: g.log})
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -55,7 +62,7 @@ func statusCmd(g *globals) *cobra.Command {
 			if st != nil {
 				defer st.Close()
 			}
-			s, err := hostside.Collect(st, netdev.New(g.log, nil), nets)
+			s, err := hostside.Collect(st, netdev.New(g.log, nil), nets, pools, "/sys")
 			if err != nil {
 				return err
 			}
@@ -153,6 +160,19 @@ func printStatus(cmd *cobra.Command, v *statusView, _ *policy.Policy) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", d.Name, d.Kind, d.Parent, d.Mode, d.Up, owner)
 	}
 	tw.Flush()
+	if len(v.Pools) > 0 {
+		fmt.Fprintln(out)
+		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "POOL\tSIZE\tFREE\tHELD\tBUSY OUTSIDE VIRTAP")
+		for _, p := range v.Pools {
+			busy := strings.Join(p.Busy, " ")
+			if busy == "" {
+				busy = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", p.Name, p.Size, p.Free, len(p.Holders), busy)
+		}
+		tw.Flush()
+	}
 	if len(v.Reservations) > 0 {
 		fmt.Fprintln(out)
 		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)

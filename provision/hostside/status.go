@@ -3,16 +3,25 @@ package hostside
 import (
 	"sort"
 
+	"github.com/virtap/virtap/passthrough"
 	"github.com/virtap/virtap/provision/netdev"
 	"github.com/virtap/virtap/provision/store"
 )
 
 // Status is what virtap holds on this host.
 type Status struct {
-	Domains      []store.Domain      `json:"domains"`
-	Devices      []DeviceStatus      `json:"devices"`
-	Reservations []store.Reservation `json:"reservations"`
-	Leases       []store.Lease       `json:"leases"`
+	Domains      []store.Domain           `json:"domains"`
+	Devices      []DeviceStatus           `json:"devices"`
+	Reservations []store.Reservation      `json:"reservations"`
+	Leases       []store.Lease            `json:"leases"`
+	Pools        []passthrough.PoolStatus `json:"pools"`
+}
+
+// PoolSpec names a passthrough pool of the policy: its PF or devices.
+type PoolSpec struct {
+	Name    string
+	PF      string
+	Devices []string
 }
 
 // DeviceStatus is one host device carrying virtap's tag.
@@ -27,8 +36,9 @@ type DeviceStatus struct {
 	Owner  string `json:"owner,omitempty"` // domain UUID, or the purpose
 }
 
-// Collect reads the store and the host's tagged devices. It changes nothing.
-func Collect(st *store.Store, nd *netdev.Manager, networks []string) (*Status, error) {
+// Collect reads the store, the host's tagged devices and the pools'
+// occupancy. It changes nothing.
+func Collect(st *store.Store, nd *netdev.Manager, networks []string, pools []PoolSpec, sysfsRoot string) (*Status, error) {
 	s := &Status{}
 	var err error
 	if st != nil {
@@ -66,5 +76,42 @@ func Collect(st *store.Store, nd *netdev.Manager, networks []string) (*Status, e
 		s.Devices = append(s.Devices, ds)
 	}
 	sort.Slice(s.Devices, func(i, j int) bool { return s.Devices[i].Name < s.Devices[j].Name })
+	if len(pools) > 0 {
+		inUse, err := passthrough.LinkUsage(nd.Handle())
+		if err != nil {
+			return nil, err
+		}
+		for _, ps := range pools {
+			p := &passthrough.Pool{Name: ps.Name, PF: ps.PF, Devices: ps.Devices, SysfsRoot: sysfsRoot}
+			var pst passthrough.PoolStatus
+			if st != nil {
+				pst, err = p.Status(st, inUse)
+			} else {
+				pst, err = poolWithoutStore(p, inUse)
+			}
+			if err != nil {
+				pst = passthrough.PoolStatus{Name: ps.Name, Busy: []string{err.Error()}}
+			}
+			s.Pools = append(s.Pools, pst)
+		}
+	}
+	return s, nil
+}
+
+// poolWithoutStore sizes a pool when no guest was ever prepared here.
+func poolWithoutStore(p *passthrough.Pool, inUse func(string) bool) (passthrough.PoolStatus, error) {
+	s := passthrough.PoolStatus{Name: p.Name, Holders: map[string]store.Holder{}}
+	members, err := p.Members()
+	if err != nil {
+		return s, err
+	}
+	s.Size = len(members)
+	for _, m := range members {
+		if m.Missing || inUse(m.Netdev) {
+			s.Busy = append(s.Busy, m.Key())
+		} else {
+			s.Free++
+		}
+	}
 	return s, nil
 }
