@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
 
 	"github.com/virtap/virtap/internal/nstest"
 	"github.com/virtap/virtap/provision"
@@ -574,4 +575,53 @@ func TestKilledPreparesThenGC(t *testing.T) {
 		t.Fatalf("store inconsistent: %v %v", problems, err)
 	}
 	t.Logf("%d of 100 prepares were killed, %d finished first", killed, finished)
+}
+
+// A crash between the kernel's link creation and the alias write leaves an
+// untagged device under a name virtap's record claims: release and a
+// re-run of prepare remove it; an unclaimed untagged device is never touched.
+func TestUntaggedClaimedDevice(t *testing.T) {
+	e := setup(t, 2)
+	u := uuid.New()
+	x := e.guest("crashy", u, "pool")
+	if err := e.run("prepare", x); err != nil {
+		t.Fatal(err)
+	}
+	dev := e.tagged()[0]
+	untag := func() {
+		l := e.ns.Link(t, dev.Name)
+		if err := e.ns.NL.LinkSetAlias(l, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	untag()
+	if err := e.run("prepare", x); err != nil {
+		t.Fatalf("re-run over an untagged claimed device: %v", err)
+	}
+	if d, ok, _ := netdev.New(nil, nil).Find(dev.Name); !ok || !d.Ours() {
+		t.Fatalf("device not re-made with its tag: %+v", d)
+	}
+	untag()
+	if err := e.run("release", x); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := netdev.New(nil, nil).Find(dev.Name); ok {
+		t.Fatal("release left the untagged claimed device")
+	}
+	// An untagged device under a name no record claims stays.
+	other := e.guest("other", uuid.New(), "pool")
+	res := bytes.Index(other, []byte(`dev="vtp`))
+	name := string(other[res+5 : res+5+15])
+	la := netlink.NewLinkAttrs()
+	la.Name = name
+	la.ParentIndex = e.ns.Link(t, "vf1").Attrs().Index
+	if err := e.ns.NL.LinkAdd(&netlink.Macvtap{Macvlan: netlink.Macvlan{LinkAttrs: la, Mode: netlink.MACVLAN_MODE_PASSTHRU}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.run("prepare", other); err == nil {
+		t.Fatal("prepare took over an untagged device no record claims")
+	}
+	if _, ok, _ := netdev.New(nil, nil).Find(name); !ok {
+		t.Fatal("an unclaimed untagged device was deleted")
+	}
 }

@@ -252,12 +252,25 @@ func (r *Realiser) makeDevice(g *Guest, ir domain.IfaceRecord, lower string, und
 	default:
 		spec.Kind, spec.Mode, spec.MAC = netdev.KindMacvtap, "passthrough", hw
 	}
+	owner, _, claimed, err := r.Store.DeviceOwner(ir.Device)
+	if err != nil {
+		return err
+	}
+	claimed = claimed && owner == g.UUID.String()
 	if err := r.record(g, ir, store.Iface{Device: ir.Device, Parent: lower, Pool: poolName(ir)}, undo); err != nil {
 		return err
 	}
-	_, existed, err := r.Net.Find(ir.Device)
+	d, existed, err := r.Net.Find(ir.Device)
 	if err != nil {
 		return err
+	}
+	if existed && !d.Ours() && claimed {
+		// An earlier run recorded this name before making the device: a
+		// crash between creation and tagging left it untagged.
+		if err := r.Net.DeleteClaimed(ir.Device, spec.Kind); err != nil {
+			return err
+		}
+		existed = false
 	}
 	if _, err := r.Net.Create(spec); err != nil {
 		return err
@@ -422,7 +435,7 @@ func (r *Realiser) Release(u uuid.UUID, name string) error {
 	for _, ifc := range dom.Interfaces {
 		if ifc.Device != "" {
 			_ = r.Store.SetIfaceState(u.String(), ifc.MAC, store.StateReleasing)
-			if err := r.Net.Delete(ifc.Device); err != nil && !errors.Is(err, netdev.ErrNotOurs) {
+			if err := r.Net.DeleteClaimed(ifc.Device, deviceKind(ifc.Kind)); err != nil && !errors.Is(err, netdev.ErrNotOurs) {
 				errs = append(errs, fmt.Errorf("delete %s: %w", ifc.Device, err))
 				continue
 			} else if err != nil {
@@ -557,4 +570,12 @@ func (r *Realiser) rereserve(g *Guest, ir domain.IfaceRecord, lower string) erro
 		}
 	}
 	return fmt.Errorf("%s is not a member of pool %q", lower, ir.Network)
+}
+
+// deviceKind is the link kind of the device virtap makes for a network kind.
+func deviceKind(kind string) string {
+	if kind == "ipvtap" {
+		return netdev.KindIPvtap
+	}
+	return netdev.KindMacvtap
 }
