@@ -22,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite the expected files")
 // Each expected-HOST.xml is the output for HOST; expected.xml is for node1.
 func TestExamples(t *testing.T) {
 	dirs, _ := filepath.Glob("*/policy.toml")
-	want := []string{"bridge-tap", "fleet-two-hosts", "ipvtap-untrusted", "macvtap-bridge", "macvtap-private", "passthrough-pool", "vepa-8021qbg"}
+	want := []string{"bridge-tap", "fleet-two-hosts", "ipvtap-untrusted", "macvtap-bridge", "macvtap-private", "passthrough-hostdev", "passthrough-pool", "vepa-8021qbg"}
 	var got []string
 	for _, d := range dirs {
 		got = append(got, filepath.Dir(d))

@@ -40,7 +40,7 @@ type Plan struct {
 	Index   int
 	Network *policy.Network
 	MAC     string
-	Backend string // direct | ethernet | bridge
+	Backend string // direct | ethernet | bridge | network (hostdev pool)
 	Device  string // ethernet: the host device the hook creates
 	Driver  string // "vhost", "qemu" or "" (libvirt picks)
 	Queues  uint
@@ -205,6 +205,19 @@ func ipvtapMAC(nw *policy.Network, opts Options) (string, error) {
 	return "", fmt.Errorf("ipvtap guests use their parent's MAC, which virtap cannot read for host %q from here; set parent_mac = \"...\" for %s in [hosts.%s.networks.%s]", opts.Host, nw.Parent, opts.Host, nw.Name)
 }
 
+// HostdevNetwork is the libvirt network that holds a hostdev pool.
+func HostdevNetwork(network string) string { return "virtap-" + network }
+
+// HostdevNetworkXML is the libvirt network definition of a hostdev pool:
+// libvirt allocates one VF of the PF to each starting guest.
+func HostdevNetworkXML(nw *policy.Network) (string, error) {
+	n := libvirtxml.Network{
+		Name:    HostdevNetwork(nw.Name),
+		Forward: &libvirtxml.NetworkForward{Mode: "hostdev", Managed: "yes", PFs: []libvirtxml.NetworkForwardPF{{Dev: nw.PF}}},
+	}
+	return n.Marshal()
+}
+
 // DeviceName is the deterministic host device name (at most 15 characters)
 // for a guest interface that virtap creates itself: "vt" + kind letter + 12
 // characters of base32(SHA-256(seed, MAC, network)).
@@ -253,7 +266,20 @@ func render(orig *libvirtxml.DomainInterface, p *Plan, d *domain.Doc, opts Optio
 		if def.Target != nil && def.Target.Managed == "no" {
 			def.Target = nil
 		}
-	case policy.KindIpvtap, policy.KindPassthrough:
+	case policy.KindPassthrough:
+		if nw.Mode == "hostdev" {
+			// libvirt's hostdev network picks a free VF at start and frees
+			// it at stop; the guest owns the whole VF through vfio.
+			p.Backend = "network"
+			def.Source = &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: HostdevNetwork(nw.Name)}}
+			def.Target, def.Driver = nil, nil
+			if nw.VLAN > 0 {
+				def.VLan = &libvirtxml.DomainInterfaceVLan{Tags: []libvirtxml.DomainInterfaceVLanTag{{ID: uint(nw.VLAN)}}}
+			}
+			return &def, nil
+		}
+		fallthrough
+	case policy.KindIpvtap:
 		p.Backend = "ethernet"
 		p.Device = DeviceName(nw.Kind, d.Seed(), p.MAC, nw.Name)
 		def.Source = &libvirtxml.DomainInterfaceSource{Ethernet: &libvirtxml.DomainInterfaceSourceEthernet{}}
@@ -350,7 +376,7 @@ func record(p *Plan, d *domain.Doc) domain.IfaceRecord {
 	r := domain.IfaceRecord{
 		MAC: p.MAC, Network: nw.Name, Kind: nw.Kind, Mode: nw.Mode, Flag: nw.Flag, Parent: nw.Parent,
 		Bridge: nw.Bridge, Device: p.Device, PF: nw.PF, Devices: strings.Join(nw.Devices, " "), VLAN: nw.VLAN,
-		Trust: nw.Trust, HostAccess: nw.HostAccess, Vhost: nw.Vhost, MTU: nw.MTU, Addresses: nw.Addresses, Gateway: nw.Gateway,
+		Trust: nw.Trust, HostAccess: nw.HostAccess, Vhost: nw.Vhost, MTU: nw.MTU, Addresses: nw.Addresses, Range: nw.Range, Gateway: nw.Gateway,
 	}
 	if nw.Kind == policy.KindPassthrough {
 		r.SpoofChk = "off"

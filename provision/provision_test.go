@@ -113,7 +113,7 @@ func TestRealisticDomain(t *testing.T) {
 
 func guest(nets ...string) []byte {
 	var b strings.Builder
-	b.WriteString("<domain type='qemu'>\n  <name>g</name>\n  <uuid>11111111-2222-4333-8444-555555555555</uuid>\n  <vcpu>2</vcpu>\n  <devices>\n")
+	b.WriteString("<domain type='qemu'>\n  <name>g</name>\n  <uuid>11111111-2222-4333-8444-555555555555</uuid>\n  <memory>65536</memory>\n  <vcpu>2</vcpu>\n  <os><type arch='x86_64'>hvm</type></os>\n  <devices>\n")
 	for _, n := range nets {
 		if strings.HasPrefix(n, "<") {
 			b.WriteString("    " + n + "\n")
@@ -276,4 +276,29 @@ func BenchmarkLibvirtxmlRoundTrip(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestHostdevPool(t *testing.T) {
+	pol, err := policy.Parse("p.toml", []byte("[networks.gpu]\nkind = \"passthrough\"\nmode = \"hostdev\"\npf = \"enp65s0f0\"\nvlan = 7\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Provision(guest("gpu"), Options{Policy: pol, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Plans[0].Backend != "network" || !bytes.Contains(res.XML, []byte(`<source network="virtap-gpu"/>`)) || !bytes.Contains(res.XML, []byte(`<tag id="7"/>`)) {
+		t.Fatalf("%+v\n%s", res.Plans[0], res.XML)
+	}
+	again, err := Provision(res.XML, Options{Policy: pol, Host: "h"})
+	if err != nil || !bytes.Equal(again.XML, res.XML) {
+		t.Fatalf("not a fixed point: %v", err)
+	}
+	nw, _, _ := pol.Network("h", "gpu")
+	x, err := HostdevNetworkXML(nw)
+	if err != nil || !strings.Contains(x, `<forward mode="hostdev" managed="yes">`) || !strings.Contains(x, `<pf dev="enp65s0f0">`) {
+		t.Fatalf("%s %v", x, err)
+	}
+	xmlcheck.Network(t, "hostdev network", []byte(x))
+	xmlcheck.Domain(t, "hostdev guest", res.XML)
 }

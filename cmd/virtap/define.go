@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/virtap/virtap/internal/virt"
+	"github.com/virtap/virtap/provision"
 )
 
 func defineCmd(g *globals) *cobra.Command {
@@ -26,6 +27,22 @@ func defineCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
+			for _, p := range res.Plans {
+				if p.Backend != "network" {
+					continue
+				}
+				xml, err := provision.HostdevNetworkXML(p.Network)
+				if err != nil {
+					return err
+				}
+				created, err := c.EnsureNetwork(provision.HostdevNetwork(p.Network.Name), xml)
+				if err != nil {
+					return err
+				}
+				if created {
+					fmt.Fprintf(cmd.OutOrStdout(), "defined libvirt network %s (hostdev pool of %s)\n", provision.HostdevNetwork(p.Network.Name), p.Network.PF)
+				}
+			}
 			name, id, err := c.Define(string(res.XML))
 			if err != nil {
 				return fmt.Errorf("define: %w", err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/virtap/virtap/provision"
 	"github.com/virtap/virtap/provision/policy"
 )
 
@@ -72,6 +73,36 @@ func policyCmd(g *globals) *cobra.Command {
 	}
 	check.Flags().StringVar(&host, "host", "", "show the networks as this host sees them (default: this machine's name)")
 	check.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(check)
+	netxml := &cobra.Command{
+		Use:   "netxml NETWORK",
+		Short: "Print the libvirt network XML of a hostdev pool (mode = \"hostdev\")",
+		Long: `A passthrough network with mode = "hostdev" hands its VF pool to a libvirt network
+named virtap-NETWORK: libvirt gives each starting guest a whole VF and takes it back at
+stop. 'virtap define' creates that network; with virsh, define it yourself:
+  virtap policy netxml fast > net.xml && virsh net-define net.xml && virsh net-start virtap-fast`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			p, err := g.loadPolicy()
+			if err != nil {
+				return err
+			}
+			h, _ := p.ResolveHost(host)
+			n, ok, err := p.Network(h, a[0])
+			if err != nil {
+				return err
+			}
+			if !ok || n.Kind != policy.KindPassthrough || n.Mode != "hostdev" {
+				return fmt.Errorf("%s: host %s has no passthrough network %q with mode = \"hostdev\"", p.File, h, a[0])
+			}
+			xml, err := provision.HostdevNetworkXML(n)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), xml)
+			return nil
+		},
+	}
+	netxml.Flags().StringVar(&host, "host", "", "as this host sees the policy (default: this machine's name)")
+	cmd.AddCommand(check, netxml)
 	return cmd
 }

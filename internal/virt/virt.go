@@ -98,3 +98,26 @@ func (c *Conn) Version() (uint32, error) {
 	v, err := c.c.GetLibVersion()
 	return v, err
 }
+
+// EnsureNetwork defines, starts and autostarts a libvirt network from xml
+// unless one of that name exists (then it is only started if inactive).
+func (c *Conn) EnsureNetwork(name, xml string) (created bool, err error) {
+	n, err := c.c.LookupNetworkByName(name)
+	if err != nil {
+		n, err = c.c.NetworkDefineXML(xml)
+		if err != nil {
+			return false, fmt.Errorf("define network %s: %w", name, err)
+		}
+		created = true
+	}
+	defer n.Free()
+	if active, _ := n.IsActive(); !active {
+		if err := n.Create(); err != nil {
+			return created, fmt.Errorf("start network %s: %w", name, err)
+		}
+	}
+	if err := n.SetAutostart(true); err != nil {
+		return created, fmt.Errorf("autostart network %s: %w", name, err)
+	}
+	return created, nil
+}

@@ -39,3 +39,19 @@ func Domain(t testing.TB, name string, xml []byte) {
 		t.Fatalf("%s: virsh define --validate: %v\n%s", name, err, out)
 	}
 }
+
+// Network validates a libvirt network definition with both tools.
+func Network(t testing.TB, name string, xml []byte) {
+	t.Helper()
+	Tools(t)
+	path := filepath.Join(t.TempDir(), "network.xml")
+	if err := os.WriteFile(path, xml, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("virt-xml-validate", path, "network").CombinedOutput(); err != nil {
+		t.Fatalf("%s: virt-xml-validate: %v\n%s", name, err, out)
+	}
+	if out, err := exec.Command("virsh", "-q", "-c", "test:///default", "net-define", path).CombinedOutput(); err != nil {
+		t.Fatalf("%s: virsh net-define: %v\n%s", name, err, out)
+	}
+}

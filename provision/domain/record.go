@@ -36,7 +36,8 @@ type IfaceRecord struct {
 	HostAccess string `xml:"host_access,attr,omitempty"`
 	Vhost      string `xml:"vhost,attr,omitempty"` // on | off | auto as provisioned
 	MTU        int    `xml:"mtu,attr,omitempty"`
-	Addresses  string `xml:"addresses,attr,omitempty"`
+	Addresses  string `xml:"addresses,attr,omitempty"` // ipvtap: the pool, CIDR
+	Range      string `xml:"range,attr,omitempty"`     // ipvtap: FIRST-LAST of the pool to lease from
 	Gateway    string `xml:"gateway,attr,omitempty"`
 }
 

@@ -150,6 +150,12 @@ func (r *Realiser) Prepare(g *Guest) (err error) {
 				return fail("network %q addresses: %v", ir.Network, err)
 			}
 		case "passthrough":
+			if ir.Mode == "hostdev" { // libvirt's hostdev network allocates the VF
+				if err := r.record(g, ir, store.Iface{}, &undo); err != nil {
+					return fail("%v", err)
+				}
+				continue
+			}
 			if err := r.preparePool(g, ir, &undo); err != nil {
 				var pe *store.PoolExhaustedError
 				if errors.As(err, &pe) {

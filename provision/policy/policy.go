@@ -567,7 +567,12 @@ func (p *Policy) resolve(host, name string) (*Network, error) {
 			}
 		}
 		if n.Mode == "hostdev" {
-			v.fail([]string{"mode"}, "\"hostdev\" (whole-VF PCI assignment) is not supported yet; use mode = \"passthrough\"")
+			if r.Devices != nil {
+				v.fail([]string{"devices"}, "mode \"hostdev\" hands the pool to libvirt, which needs pf = \"PF\"; use mode = \"passthrough\" for a devices list")
+			}
+			if r.SpoofChk != nil || r.MaxTxRate != nil {
+				v.fail([]string{"mode"}, "with mode \"hostdev\" libvirt programs the VF (MAC, VLAN); spoofchk and max_tx_rate apply to mode \"passthrough\" only")
+			}
 		}
 	}
 	if n.Parent != "" && !ifnameOK(n.Parent) {

@@ -124,7 +124,8 @@ func TestErrorsNameFileLineKeyAndFix(t *testing.T) {
 		{"host section unknown key", "[hosts.n2]\nfoo = 1\n", `p.toml:2: hosts.n2.foo: unknown key; a host section holds only`},
 		{"syntax", "[networks.a\nkind = 1\n", `p.toml:2: expected '.' or ']' to end table name`},
 		{"bandwidth", "[networks.a]\nkind = \"bridge\"\nbridge = \"b\"\n[networks.a.bandwidth]\ninbound_peak = 5\n", `networks.a.bandwidth.inbound_average: is required when inbound_peak`},
-		{"hostdev", "[networks.a]\nkind = \"passthrough\"\npf = \"p\"\nmode = \"hostdev\"\n", `"hostdev" (whole-VF PCI assignment) is not supported yet`},
+		{"hostdev with devices", "[networks.a]\nkind = \"passthrough\"\ndevices = [\"v\"]\nmode = \"hostdev\"\n", `mode "hostdev" hands the pool to libvirt, which needs pf`},
+		{"hostdev spoofchk", "[networks.a]\nkind = \"passthrough\"\npf = \"p\"\nmode = \"hostdev\"\nspoofchk = true\n", `spoofchk and max_tx_rate apply to mode "passthrough" only`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
