@@ -86,3 +86,22 @@ func TestExitCodes(t *testing.T) {
 		t.Fatalf("stdin and -o disagree (%d)", code)
 	}
 }
+
+// define goes through the libvirt API; libvirt's test driver stands in for
+// a host (the end-to-end suite uses the real qemu:///system).
+func TestDefineThroughTheAPI(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "p.toml")
+	os.WriteFile(pol, []byte("[networks.lan]\nkind = \"macvtap\"\nparent = \"eth0\"\n\n[networks.gpu]\nkind = \"passthrough\"\nmode = \"hostdev\"\npf = \"enp65s0f0\"\n"), 0o600)
+	guest := filepath.Join(dir, "g.xml")
+	os.WriteFile(guest, []byte("<domain type='test'><name>g</name><memory>65536</memory><os><type arch='x86_64'>hvm</type></os><devices><interface type='network'><source network='lan'/></interface><interface type='network'><source network='gpu'/></interface></devices></domain>"), 0o600)
+	code, out, errOut := capture(t, "--policy", pol, "define", "--connect", "test:///default", "--host", "h", guest)
+	if code != 0 || !strings.Contains(out, "defined g (") || !strings.Contains(out, "with 2 virtap interface(s)") || !strings.Contains(out, "defined libvirt network virtap-gpu") {
+		t.Fatalf("define: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// Schema validation is on: an invalid document is refused by libvirt.
+	os.WriteFile(guest, []byte("<domain type='test'><name>g</name><memory>65536</memory><os><type arch='x86_64'>hvm</type></os><devices><interface type='network'><source network='lan'/></interface><bogus/></devices></domain>"), 0o600)
+	if code, out, errOut := capture(t, "--policy", pol, "define", "--connect", "test:///default", "--host", "h", guest); code != 1 || out != "" || !strings.Contains(errOut, "define:") {
+		t.Fatalf("invalid domain: exit %d, %q, %q", code, out, errOut)
+	}
+}
