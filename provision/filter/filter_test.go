@@ -230,11 +230,15 @@ func TestOwnTrafficPassesSpoofedIsDroppedAndCounted(t *testing.T) {
 	r.apply(t, g, netip.AddrFrom4([4]byte(guestIP)), guest6)
 
 	own := map[string]func([]byte) []byte{
-		"icmp":         func(n []byte) []byte { return icmp4(g.dev.MAC, extMAC, guestIP, ext, n) },
-		"arp request":  func(n []byte) []byte { return arpFrame(g.dev.MAC, 1, g.dev.MAC, guestIP, ext, n) },
-		"arp probe":    func(n []byte) []byte { return arpFrame(g.dev.MAC, 1, g.dev.MAC, net.IPv4zero, ext, n) },
-		"ipv6 echo":    func(n []byte) []byte { return ipv6(g.dev.MAC, allNodes, guest6, netip.MustParseAddr("ff02::1"), 128, n) },
-		"ipv6 ll echo": func(n []byte) []byte { return ipv6(g.dev.MAC, allNodes, netip.MustParseAddr("fe80::1"), netip.MustParseAddr("ff02::1"), 128, n) },
+		"icmp":        func(n []byte) []byte { return icmp4(g.dev.MAC, extMAC, guestIP, ext, n) },
+		"arp request": func(n []byte) []byte { return arpFrame(g.dev.MAC, 1, g.dev.MAC, guestIP, ext, n) },
+		"arp probe":   func(n []byte) []byte { return arpFrame(g.dev.MAC, 1, g.dev.MAC, net.IPv4zero, ext, n) },
+		"ipv6 echo": func(n []byte) []byte {
+			return ipv6(g.dev.MAC, allNodes, guest6, netip.MustParseAddr("ff02::1"), 128, n)
+		},
+		"ipv6 ll echo": func(n []byte) []byte {
+			return ipv6(g.dev.MAC, allNodes, netip.MustParseAddr("fe80::1"), netip.MustParseAddr("ff02::1"), 128, n)
+		},
 		"own na": func(n []byte) []byte {
 			return ipv6(g.dev.MAC, allNodes, guest6, netip.MustParseAddr("ff02::1"), 136, na(guest6, g.dev.MAC, n))
 		},
