@@ -560,8 +560,11 @@ func (m *Manager) DeleteTagged(filter func(Tag) bool, workers int) (deleted []st
 	}
 	// Handles for workers: in the Manager's namespace. Without a known
 	// namespace (New with a non-nil handle) work serially through m.h.
+	// A Manager of the calling thread's namespace (New(log, nil)) always
+	// needs handles bound to that namespace: its zero Handle opens sockets
+	// in whatever namespace the worker goroutine's thread is in.
 	handles := []*netlink.Handle{m.h}
-	if workers > 1 && (m.hasNS || m.current) {
+	if (workers > 1 && m.hasNS) || m.current {
 		ns := m.ns
 		if m.current {
 			if ns, err = netns.Get(); err != nil {

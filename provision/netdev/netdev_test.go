@@ -487,3 +487,26 @@ func TestCreateRevertsOnFailure(t *testing.T) {
 		t.Fatalf("create after revert: %v", err)
 	}
 }
+
+// A Manager of the calling thread's namespace (New(log, nil), as the hook
+// and gc use it) must delete in that namespace even with one worker: a
+// worker goroutine runs on another thread, in another namespace.
+func TestDeleteTaggedCurrentNamespace(t *testing.T) {
+	nstest.RequireRoot(t)
+	ns := nstest.New(t)
+	ns.Veth(t, "up0", "up0p", nil)
+	m := New(nil, nil)
+	for _, workers := range []int{1, 4} {
+		tag := PurposeTag("cur", fmt.Sprint(workers))
+		if _, err := m.Create(Spec{Name: "vtcur0", Kind: KindMacvtap, Parent: "up0", Mode: "bridge", Tag: tag, Index: nstest.FreshIndex()}); err != nil {
+			t.Fatal(err)
+		}
+		del, err := m.DeleteTagged(func(tg Tag) bool { return tg == tag }, workers)
+		if err != nil || len(del) != 1 {
+			t.Fatalf("workers %d: %v %v", workers, del, err)
+		}
+		if _, ok, _ := m.Find("vtcur0"); ok {
+			t.Fatalf("workers %d: the device is still there", workers)
+		}
+	}
+}

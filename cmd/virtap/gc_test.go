@@ -1,0 +1,57 @@
+package main
+
+import (
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/vishvananda/netlink"
+
+	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/provision/netdev"
+)
+
+func TestGCRemovesOnlyTaggedLeftovers(t *testing.T) {
+	nstest.RequireRoot(t)
+	ns := nstest.New(t)
+	ns.Veth(t, "up0", "up0p", nil)
+	m := netdev.New(nil, nil)
+	hw, _ := net.ParseMAC("52:54:00:00:00:07")
+	orphan := netdev.Spec{Name: "vtporphan0", Kind: netdev.KindMacvtap, Parent: "up0", Mode: "bridge",
+		Tag: netdev.GuestTag(uuid.New(), hw), Index: nstest.FreshIndex()}
+	if _, err := m.Create(orphan); err != nil {
+		t.Fatal(err)
+	}
+	// An untagged device with a virtap-looking name: never touched.
+	la := netlink.NewLinkAttrs()
+	la.Name = "vtpforeign0"
+	la.ParentIndex = ns.Link(t, "up0").Attrs().Index
+	la.Index = nstest.FreshIndex()
+	if err := ns.NL.LinkAdd(&netlink.Macvtap{Macvlan: netlink.Macvlan{LinkAttrs: la, Mode: netlink.MACVLAN_MODE_BRIDGE}}); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	code, out, errOut := capture(t, "--policy", "/nonexistent", "--state-dir", state, "gc", "--no-libvirt", "--dry-run")
+	if code != 0 || !strings.Contains(out, "would remove device") || !strings.Contains(out, "vtporphan0") || strings.Contains(out, "vtpforeign0") {
+		t.Fatalf("dry run: %d\n%s\n%s", code, out, errOut)
+	}
+	if _, ok, _ := m.Find("vtporphan0"); !ok {
+		t.Fatal("dry run removed the device")
+	}
+	code, out, errOut = capture(t, "--policy", "/nonexistent", "--state-dir", state, "--log-level", "debug", "gc", "--no-libvirt")
+	if code != 0 || !strings.Contains(out, "removed device") {
+		t.Fatalf("gc: %d\n%s\n%s", code, out, errOut)
+	}
+	if _, ok, _ := m.Find("vtporphan0"); ok {
+		t.Fatalf("gc left the tagged orphan:\n%s\n%s", out, errOut)
+	}
+	if _, ok, _ := m.Find("vtpforeign0"); !ok {
+		t.Fatal("gc removed an untagged device")
+	}
+	code, out, _ = capture(t, "--policy", "/nonexistent", "--state-dir", state, "gc", "--no-libvirt")
+	if code != 0 || !strings.Contains(out, "nothing to remove") {
+		t.Fatalf("second gc: %d %s", code, out)
+	}
+}
