@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/virtap/virtap/internal/fsutil"
 )
 
 // BinaryMarker is a string every virtap-hook binary carries, so that
@@ -68,10 +70,10 @@ func Install(o InstallOptions) (string, error) {
 	if err := toml.NewEncoder(&cfg).Encode(o.HookConfig); err != nil {
 		return "", err
 	}
-	if err := writeAtomic(filepath.Join(o.HooksDir, ConfigName), cfg.Bytes(), 0o644); err != nil {
+	if err := fsutil.WriteAtomic(filepath.Join(o.HooksDir, ConfigName), cfg.Bytes(), 0o644); err != nil {
 		return "", err
 	}
-	if err := writeAtomic(dst, bin, 0o755); err != nil {
+	if err := fsutil.WriteAtomic(dst, bin, 0o755); err != nil {
 		return "", err
 	}
 	return dst, nil
@@ -123,32 +125,6 @@ func refuseForeign(path string) error {
 		return fmt.Errorf("%s exists and is not virtap's hook; virtap will not replace it (move it away first)", path)
 	}
 	return nil
-}
-
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".virtap-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if os.Geteuid() == 0 {
-		if err := tmp.Chown(0, 0); err != nil {
-			tmp.Close()
-			return err
-		}
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // LoadHookConfig reads the settings next to an installed hook: exe is

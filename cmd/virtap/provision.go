@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/virtap/virtap/internal/fsutil"
 	"github.com/virtap/virtap/internal/udiff"
 	"github.com/virtap/virtap/provision"
 	"github.com/virtap/virtap/provision/domain"
@@ -46,7 +46,7 @@ Provisioning virtap's own output again changes nothing.`,
 				fmt.Fprint(cmd.OutOrStdout(), udiff.Diff(name, name+" (provisioned)", string(in), string(res.XML), 3))
 				return nil
 			case f.out != "":
-				return writeFileAtomic(f.out, res.XML, 0o644)
+				return fsutil.WriteAtomic(f.out, res.XML, 0o644)
 			default:
 				_, err := cmd.OutOrStdout().Write(res.XML)
 				return err
@@ -99,24 +99,4 @@ func readInput(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: larger than %d bytes; is it a domain XML?", path, domain.MaxSize)
 	}
 	return data, nil
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".virtap-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
