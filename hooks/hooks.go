@@ -183,7 +183,8 @@ func (prepare) Handle(c *Call) error {
 	return r.Prepare(c.Guest)
 }
 
-// verify runs at start and started: the devices virtap made must be there.
+// verify runs at start and started: the devices virtap made must be there,
+// and untrusted interfaces get their anti-spoofing filters (SECURITY.md).
 type verify struct{}
 
 func (verify) Handle(c *Call) error {
@@ -201,7 +202,17 @@ func (verify) Handle(c *Call) error {
 		for _, e := range errs {
 			c.log.Warn("verify", "error", e)
 		}
+		// Anti-spoofing on libvirt's macvtaps, named in the live XML; a
+		// failure cannot stop a running guest, so it is reported loudly.
+		if err := r.Started(c.Guest); err != nil {
+			c.log.Error("anti-spoofing filter not applied; the guest runs unfiltered", "error", err)
+		}
 		return nil
+	}
+	// At start libvirt has created its macvtaps and QEMU does not run yet:
+	// filter them now so that the guest's first frame is already checked.
+	if err := r.Starting(c.Guest); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -22,6 +22,7 @@
 package filter
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -188,6 +189,12 @@ func (m *Manager) Apply(s Spec) error {
 	if err != nil {
 		return err
 	}
+	want := seenComment(s)
+	if len(old) > 0 && m.current(c, t, base) == want {
+		// Same device, MAC and addresses: keep the rules and their counters.
+		m.log.Debug("filter unchanged", "domain", s.Domain.String(), "mac", s.MAC.String(), "device", s.Device)
+		return nil
+	}
 	c.AddTable(t)
 	delChains(c, t, old)
 	buildChains(c, t, s)
@@ -197,6 +204,30 @@ func (m *Manager) Apply(s Spec) error {
 	m.log.Debug("filter installed", "domain", s.Domain.String(), "mac", s.MAC.String(), "device", s.Device,
 		"addresses", len(s.Addresses), "replaced", len(old) > 0)
 	return nil
+}
+
+// seenComment is the comment of the first rule of an interface's base
+// chain: it names the device and a fingerprint of the whole spec, so that
+// re-applying an unchanged spec keeps the counters.
+func seenComment(s Spec) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "v1\x00%s\x00%s\x00%s", s.Domain, s.MAC, s.Device)
+	as := append([]netip.Addr(nil), s.Addresses...)
+	sort.Slice(as, func(i, j int) bool { return as[i].Less(as[j]) })
+	for _, a := range as {
+		fmt.Fprintf(h, "\x00%s", a.Unmap())
+	}
+	return ReasonSeen + ":" + s.Device + ":" + hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// current is the seen comment of an installed interface ("" if none).
+func (m *Manager) current(c *nftables.Conn, t *nftables.Table, base string) string {
+	rules, err := c.GetRules(t, &nftables.Chain{Name: base, Table: t})
+	if err != nil || len(rules) == 0 {
+		return ""
+	}
+	got, _ := userdata.GetString(rules[0].UserData, userdata.TypeComment)
+	return strings.TrimPrefix(got, "virtap:")
 }
 
 // RemoveInterface removes the filter of one interface; absent is success.
@@ -313,9 +344,9 @@ func (m *Manager) Counters(domain uuid.UUID) ([]Counter, error) {
 			if !ok || !strings.HasPrefix(comment, "virtap:") {
 				continue
 			}
-			parts := strings.SplitN(comment, ":", 3)
+			parts := strings.SplitN(comment, ":", 4)
 			reason := parts[1]
-			if reason == ReasonSeen && len(parts) == 3 {
+			if reason == ReasonSeen && len(parts) >= 3 {
 				devs[mac] = parts[2]
 			}
 			for _, e := range r.Exprs {
@@ -479,7 +510,7 @@ func buildChains(c *nftables.Conn, t *nftables.Table, s Spec) {
 	policy := nftables.ChainPolicyAccept
 	ch := c.AddChain(&nftables.Chain{Name: base, Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookEgress, Priority: nftables.ChainPriorityFilter, Device: s.Device, Policy: &policy})
-	add(ch, rule{[]expr.Any{&expr.Counter{}}, comment(ReasonSeen + ":" + s.Device)})
+	add(ch, rule{[]expr.Any{&expr.Counter{}}, comment(seenComment(s))})
 	add(ch, drop(ReasonMAC, ll(6, 6), neq(mac)))
 	add(ch, drop(ReasonEtherType, proto(), neq(be16(ethPIPv4)), neq(be16(ethPARP)), neq(be16(ethPIPv6))))
 	add(ch, jump(arp.Name, proto(), eq(be16(ethPARP))))
