@@ -468,3 +468,57 @@ func TestSpecValidate(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { os.Exit(m.Run()) }
+
+// Records a kernel fact SECURITY.md relies on: whether a netdev base chain
+// survives the deletion of its device and binds to the next device of that
+// name (why release must delete the table, not trust the kernel to).
+func TestChainOutlivesDevice(t *testing.T) {
+	r := newRig(t)
+	g := r.guest(t, "vtgr", 5)
+	r.apply(t, g)
+	g.tap.Close()
+	if err := r.nd.Delete(g.dev.Name); err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.m.conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chains, err := chainsOf(c, table(r.dom), ChainName(g.dev.MAC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("chains left after the device was deleted: %d", len(chains))
+	if len(chains) == 0 {
+		return // older kernels drop the chain with the device
+	}
+	// Same name, another guest's MAC: the old chain applies to it.
+	g2 := r.guest(t, "vtgr", 6)
+	stale := !r.send(t, g2, true, func(n []byte) []byte { return icmp4(g2.dev.MAC, r.s.ExtMAC, guestIP, r.s.ExtIP, n) })
+	t.Logf("a leftover chain filters the next device with the same name: %v", stale)
+	if !stale {
+		t.Error("chain survived but did not re-attach; update SECURITY.md")
+	}
+}
+
+func TestReapplyKeepsCountersChangeReplaces(t *testing.T) {
+	r := newRig(t)
+	g := r.guest(t, "vtgk", 7)
+	a := netip.AddrFrom4([4]byte(guestIP))
+	r.apply(t, g, a)
+	if r.send(t, g, false, func(n []byte) []byte { return icmp4(g.dev.MAC, r.s.ExtMAC, foreignIP, r.s.ExtIP, n) }) {
+		t.Fatal("foreign source passed")
+	}
+	r.apply(t, g, a)
+	if got := r.dropped(t, g)[ReasonIPv4Source]; got != 1 {
+		t.Errorf("after an unchanged re-apply ip4-source=%d, want 1", got)
+	}
+	// The foreign address becomes the guest's: the rules are replaced.
+	r.apply(t, g, netip.AddrFrom4([4]byte(foreignIP)))
+	if !r.send(t, g, true, func(n []byte) []byte { return icmp4(g.dev.MAC, r.s.ExtMAC, foreignIP, r.s.ExtIP, n) }) {
+		t.Error("after changing the addresses, the new address is still dropped")
+	}
+	if r.send(t, g, false, func(n []byte) []byte { return icmp4(g.dev.MAC, r.s.ExtMAC, guestIP, r.s.ExtIP, n) }) {
+		t.Error("after changing the addresses, the old address still passes")
+	}
+}
