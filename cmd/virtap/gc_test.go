@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/provision/filter"
 	"github.com/virtap/virtap/provision/netdev"
 )
 
@@ -32,6 +33,13 @@ func TestGCRemovesOnlyTaggedLeftovers(t *testing.T) {
 	if err := ns.NL.LinkAdd(&netlink.Macvtap{Macvlan: netlink.Macvlan{LinkAttrs: la, Mode: netlink.MACVLAN_MODE_BRIDGE}}); err != nil {
 		t.Fatal(err)
 	}
+	// An anti-spoofing table left by a guest that never released (libvirt's
+	// macvtap stands here untagged): gc drops the table, not the device.
+	u2 := uuid.New()
+	fm := filter.New(nil)
+	if err := fm.Apply(filter.Spec{Domain: u2, MAC: ns.MAC(t, "vtpforeign0"), Device: "vtpforeign0"}); err != nil {
+		t.Fatal(err)
+	}
 	state := filepath.Join(t.TempDir(), "state")
 	code, out, errOut := capture(t, "--policy", "/nonexistent", "--state-dir", state, "gc", "--no-libvirt", "--dry-run")
 	if code != 0 || !strings.Contains(out, "would remove device") || !strings.Contains(out, "vtporphan0") || strings.Contains(out, "vtpforeign0") {
@@ -49,6 +57,9 @@ func TestGCRemovesOnlyTaggedLeftovers(t *testing.T) {
 	}
 	if _, ok, _ := m.Find("vtpforeign0"); !ok {
 		t.Fatal("gc removed an untagged device")
+	}
+	if ids, _ := fm.Domains(); len(ids) != 0 {
+		t.Fatalf("gc left filter tables of %v", ids)
 	}
 	code, out, _ = capture(t, "--policy", "/nonexistent", "--state-dir", state, "gc", "--no-libvirt")
 	if code != 0 || !strings.Contains(out, "nothing to remove") {

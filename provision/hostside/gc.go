@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/virtap/virtap/provision/filter"
 	"github.com/virtap/virtap/vepa"
 )
 
@@ -55,6 +56,18 @@ func (r *Realiser) GC(running func(uuid.UUID) bool, dryRun bool) ([]GCAction, er
 			if !gone[u] {
 				acts = append(acts, GCAction{What: "device", Name: dv.Name, Domain: u.String(), Reason: "tagged for a domain that is not running and has no record"})
 			}
+			gone[u] = true
+		}
+	}
+	// 2b. Anti-spoofing tables of domains that are not running (a release
+	// that never ran, e.g. after a host crash, leaves them).
+	tables, err := r.filters().Domains()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, u := range tables {
+		if !running(u) {
+			acts = append(acts, GCAction{What: "filter", Name: filter.TableName(u), Domain: u.String(), Reason: "its domain is not running"})
 			gone[u] = true
 		}
 	}
