@@ -127,6 +127,14 @@ func ProvisionDoc(d *domain.Doc, opts Options) (*Result, error) {
 			return nil, fail("was provisioned from network %q, which %s does not define for host %q; add [networks.%s] (or a [hosts.%s.networks.%s] section) or give the interface another network",
 				netName, opts.Policy.File, opts.Host, netName, opts.Host, netName)
 		}
+		if g, ok := opts.Policy.GuestOverride(d.UUID, d.Name); ok && g.Trust != "" && g.Trust != nw.Trust {
+			c := *nw
+			c.Trust = g.Trust
+			if c.Trust == "untrusted" {
+				c.TrustGuestRxFilters = false // never for an untrusted guest
+			}
+			nw = &c
+		}
 		p := Plan{Index: ifc.Index, Network: nw}
 		// MAC: keep a given one, else derive it.
 		if ifc.Def.MAC != nil && ifc.Def.MAC.Address != "" {

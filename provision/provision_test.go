@@ -302,3 +302,34 @@ func TestHostdevPool(t *testing.T) {
 	xmlcheck.Network(t, "hostdev network", []byte(x))
 	xmlcheck.Domain(t, "hostdev guest", res.XML)
 }
+
+func TestGuestTrustOverride(t *testing.T) {
+	pol, err := policy.Parse("p.toml", []byte(`
+[networks.lan]
+kind = "macvtap"
+parent = "eth0"
+trust_guest_rx_filters = true
+
+[guests."11111111-2222-4333-8444-555555555555"]
+trust = "untrusted"
+
+[guests.other]
+trust = "trusted"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Provision(guest("lan"), Options{Policy: pol, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Record.Interfaces[0].Trust != "untrusted" || bytes.Contains(res.XML, []byte("trustGuestRxFilters")) {
+		t.Fatalf("per-guest untrusted not applied:\n%s", res.XML)
+	}
+	if _, err := policy.Parse("p.toml", []byte("[guests.x]\ntrust = \"maybe\"\n")); err == nil || !strings.Contains(err.Error(), "p.toml:2: guests.x.trust") {
+		t.Fatalf("bad guest trust: %v", err)
+	}
+	if _, err := policy.Parse("p.toml", []byte("[guests.x]\ncolour = 1\n")); err == nil || !strings.Contains(err.Error(), "allowed in a guest section: trust") {
+		t.Fatalf("unknown guest key: %v", err)
+	}
+}

@@ -49,8 +49,9 @@ type Policy struct {
 	StateDir  string
 	MACPrefix string // "" or 1-3 octets, e.g. "52:54:00"
 
-	base  map[string]*rawNetwork
-	hosts map[string]map[string]*rawNetwork
+	base   map[string]*rawNetwork
+	hosts  map[string]map[string]*rawNetwork
+	guests map[string]*Guest
 	loc   locator
 }
 
@@ -147,6 +148,13 @@ type rawPolicy struct {
 	MACPrefix *string                `toml:"mac_prefix"`
 	Networks  map[string]*rawNetwork `toml:"networks"`
 	Hosts     map[string]*rawHost    `toml:"hosts"`
+	Guests    map[string]*Guest      `toml:"guests"`
+}
+
+// Guest holds per-guest overrides, keyed in the policy by the domain's UUID
+// or name ([guests."web1"] or [guests."3c7a5a53-..."]); the UUID wins.
+type Guest struct {
+	Trust string `toml:"trust" json:"trust,omitempty"`
 }
 
 // queues is "auto" or a number.
@@ -232,7 +240,20 @@ func Parse(file string, data []byte) (*Policy, error) {
 	for _, k := range md.Undecoded() {
 		add(k, "unknown key; %s", allowedHere(k))
 	}
-	p := &Policy{File: file, StateDir: "/var/lib/virtap", base: raw.Networks, hosts: map[string]map[string]*rawNetwork{}, loc: loc}
+	p := &Policy{File: file, StateDir: "/var/lib/virtap", base: raw.Networks, hosts: map[string]map[string]*rawNetwork{}, guests: map[string]*Guest{}, loc: loc}
+	for name, g := range raw.Guests {
+		if g == nil {
+			continue
+		}
+		if g.Trust != "" && g.Trust != "trusted" && g.Trust != "untrusted" {
+			add([]string{"guests", name, "trust"}, "%q is not allowed; allowed: %s", g.Trust, strings.Join(TrustValues, ", "))
+		}
+		key := name
+		if u, err := uuid.Parse(name); err == nil {
+			key = u.String()
+		}
+		p.guests[key] = g
+	}
 	if raw.StateDir != nil {
 		if !strings.HasPrefix(*raw.StateDir, "/") {
 			add([]string{"state_dir"}, "must be an absolute path, not %q", *raw.StateDir)
@@ -330,7 +351,9 @@ var (
 func allowedHere(k toml.Key) string {
 	switch {
 	case len(k) == 1:
-		return "allowed at the top: state_dir, mac_prefix, [networks.NAME], [hosts.NAME.networks.NAME]"
+		return "allowed at the top: state_dir, mac_prefix, [networks.NAME], [hosts.NAME.networks.NAME], [guests.NAME]"
+	case k[0] == "guests":
+		return "allowed in a guest section: trust"
 	case k[0] == "hosts" && len(k) == 3:
 		return "a host section holds only [hosts.NAME.networks.NAME]"
 	case len(k) >= 4 && k[len(k)-2] == "virtualport":
@@ -830,4 +853,16 @@ func (p *Policy) ResolveHost(given string) (host string, local bool) {
 		return short, true
 	}
 	return me, true
+}
+
+// GuestOverride returns the per-guest section for a domain: by UUID first,
+// then by name.
+func (p *Policy) GuestOverride(uuidStr, name string) (*Guest, bool) {
+	if u, err := uuid.Parse(uuidStr); err == nil {
+		if g, ok := p.guests[u.String()]; ok {
+			return g, true
+		}
+	}
+	g, ok := p.guests[name]
+	return g, ok
 }
