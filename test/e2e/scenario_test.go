@@ -18,6 +18,7 @@ const (
 // pair is two guests, a and b, on one topology, each pinging the other and
 // the external host.
 type pair struct {
+	w    harness.Wiring
 	topo *harness.Topology
 	a, b *harness.Guest
 	ipA  string
@@ -39,7 +40,7 @@ type pairOpts struct {
 func startPair(t *testing.T, env *harness.Env, w harness.Wiring, topo *harness.Topology, o pairOpts) *pair {
 	t.Helper()
 	mode := o.mode
-	p := &pair{topo: topo, ipA: harness.GuestIP(0), ipB: harness.GuestIP(1)}
+	p := &pair{w: w, topo: topo, ipA: harness.GuestIP(0), ipB: harness.GuestIP(1)}
 	mk := func(i int, suffix, ip, peer string) *harness.Guest {
 		cfg := harness.GuestConfig{IP: ip + "/24", Peers: []string{harness.ExtIP, peer}, Tries: o.tries, Interval: 1, On: o.on, OnRun: o.onRun[i]}
 		g := env.NewGuest(t, "e2e-"+topo.Prefix+"-"+suffix, cfg, w.Interface(t, topo, 0, mode, o.macs[i]))
@@ -56,6 +57,9 @@ func startPair(t *testing.T, env *harness.Env, w harness.Wiring, topo *harness.T
 		g.Wait(`^VIRTAP-PING `+regexp.QuoteMeta(harness.ExtIP)+` OK$`, bootTimeout)
 	}
 	t.Logf("%s: both guests reached %s %s after start", mode, harness.ExtIP, time.Since(start).Round(time.Millisecond))
+	if rc, ok := w.(harness.RunningChecker); ok {
+		rc.CheckRunning(t, topo)
+	}
 	return p
 }
 
@@ -148,6 +152,9 @@ func (p *pair) destroyAndCheckGone(t *testing.T) {
 	}
 	if len(taps) != 0 {
 		t.Fatalf("macvtaps left on %s after destroy: %v", p.topo.Uplinks[0], taps)
+	}
+	if gc, ok := p.w.(harness.GoneChecker); ok {
+		gc.CheckGone(t, p.topo)
 	}
 	if err := p.topo.Close(); err != nil {
 		t.Fatal(err)

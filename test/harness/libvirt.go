@@ -168,7 +168,8 @@ func (l *Libvirt) waitReady(timeout time.Duration) error {
 
 // Restart stops libvirtd (started by this handle) and starts it again, for
 // it to read newly installed hooks or to exercise the reconnect path. Running
-// guests keep running.
+// guests keep running. It waits for Virsh calls of this process in flight
+// and holds new ones until libvirtd answers again.
 func (l *Libvirt) Restart() error {
 	l.mu.Lock()
 	d := l.libvirtd
@@ -176,6 +177,8 @@ func (l *Libvirt) Restart() error {
 	if d == nil {
 		return ErrNotOwned
 	}
+	libvirtGate.Lock()
+	defer libvirtGate.Unlock()
 	if err := d.stop(20 * time.Second); err != nil {
 		return err
 	}
@@ -444,5 +447,38 @@ func waitFor(timeout time.Duration, f func() error) error {
 			return fmt.Errorf("timed out after %s: %w", timeout, err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// HostLockPath is the lock every program that installs hooks into the real
+// /etc/libvirt/hooks or restarts libvirtd should hold while it does (the
+// end-to-end tests, the demo; benchmarks should too): they share one
+// libvirtd and one hooks directory per machine.
+const HostLockPath = "/run/lock/virtap-libvirt.lock"
+
+// LockHost takes HostLockPath, waiting at most timeout (logging via note
+// once when it has to wait), and returns its release.
+func LockHost(timeout time.Duration, note func(string)) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(HostLockPath), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(HostLockPath, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(timeout)
+	for waited := false; ; waited = true {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s (another virtap test, demo or benchmark uses libvirtd): %w", HostLockPath, err)
+		}
+		if !waited && note != nil {
+			note("waiting for " + HostLockPath + ": another virtap test, demo or benchmark uses this machine's libvirtd")
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }

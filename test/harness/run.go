@@ -25,13 +25,44 @@ var (
 	envErr  error
 )
 
-// Setup returns the shared Env, bringing it up on first use: RequireRoot,
-// EnsurePackages, BuildGuestImage, StartLibvirt. Call Teardown from TestMain.
+// Setup returns the shared Env, bringing it up on first use (SetupEnv);
+// the test fails when that fails. Call Teardown from TestMain.
 func Setup(t testing.TB) *Env {
 	t.Helper()
 	RequireRoot(t)
+	first := false
+	env, err := setupEnv(func() { first = true })
+	if err != nil {
+		t.Fatalf("end-to-end environment: %v", err)
+	}
+	if first {
+		for _, n := range env.Libvirt.Notes {
+			t.Logf("harness: %s", n)
+		}
+		t.Logf("harness: kernel %s, initrd %s, ready in %s", env.Image.Kernel, env.Image.Initrd, envTook.Round(time.Millisecond))
+	}
+	return env
+}
+
+// SetupEnv is Setup for programs and TestMain (no testing.TB): it needs
+// root, installs missing packages, builds the guest image and starts
+// libvirt, once per process; later calls return the same Env (or error).
+func SetupEnv() (*Env, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("the end-to-end environment needs root")
+	}
+	return setupEnv(nil)
+}
+
+var envTook time.Duration
+
+func setupEnv(first func()) (*Env, error) {
 	envOnce.Do(func() {
+		if first != nil {
+			first()
+		}
 		start := time.Now()
+		defer func() { envTook = time.Since(start) }()
 		if envErr = EnsurePackages(); envErr != nil {
 			return
 		}
@@ -46,15 +77,8 @@ func Setup(t testing.TB) *Env {
 			return
 		}
 		envVal = &Env{Libvirt: lv, Image: img}
-		for _, n := range lv.Notes {
-			t.Logf("harness: %s", n)
-		}
-		t.Logf("harness: kernel %s, initrd %s, ready in %s", img.Kernel, img.Initrd, time.Since(start).Round(time.Millisecond))
 	})
-	if envErr != nil {
-		t.Fatalf("end-to-end environment: %v", envErr)
-	}
-	return envVal
+	return envVal, envErr
 }
 
 // Teardown stops the daemons Setup started (if it ran). For TestMain.

@@ -71,6 +71,22 @@ func NewTopology(t testing.TB, nUplinks int, hairpin bool) *Topology {
 	return topo
 }
 
+// StartTopology is NewTopology for programs (no testing.TB): on error it
+// removes what it made; otherwise the caller must Close the topology.
+func StartTopology(nUplinks int, hairpin bool) (*Topology, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("a topology needs root")
+	}
+	topo, err := newTopology(nUplinks, hairpin)
+	if err != nil {
+		if topo != nil {
+			err = errors.Join(err, topo.Close())
+		}
+		return nil, err
+	}
+	return topo, nil
+}
+
 func newTopology(nUplinks int, hairpin bool) (*Topology, error) {
 	if nUplinks < 1 || nUplinks > 9 {
 		return nil, fmt.Errorf("nUplinks %d out of 1..9", nUplinks)

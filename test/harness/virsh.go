@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -13,7 +14,21 @@ var VirshTimeout = 60 * time.Second
 // Virsh runs `virsh -c qemu:///system ARGS...` and returns its output; on
 // failure the error holds the command line and everything virsh printed.
 func Virsh(args ...string) (string, error) {
+	defer HoldLibvirt()()
 	return run(VirshTimeout, "virsh", append([]string{"-c", URI}, args...)...)
+}
+
+// libvirtGate keeps clients of this process out of libvirtd while
+// Libvirt.Restart has it down: every Virsh call holds it for reading,
+// Restart for writing. Parallel tests then never see a missing daemon.
+var libvirtGate sync.RWMutex
+
+// HoldLibvirt keeps Libvirt.Restart from stopping libvirtd until the
+// returned function is called; wrap calls to libvirt made without Virsh
+// (e.g. `virtap status`) in it. Do not call Virsh while holding it.
+func HoldLibvirt() (release func()) {
+	libvirtGate.RLock()
+	return libvirtGate.RUnlock
 }
 
 // DefineXML defines a domain from XML text.

@@ -26,3 +26,15 @@ func (PlainDirect) Interface(_ testing.TB, topo *Topology, uplink int, mode, mac
 func (PlainDirect) Prepare(testing.TB, *Topology, *Guest) {}
 
 var _ Wiring = PlainDirect{}
+
+// GoneChecker is a Wiring that can check, after a scenario destroyed its
+// guests, that nothing it set up for topo is left on the host.
+type GoneChecker interface {
+	CheckGone(t testing.TB, topo *Topology)
+}
+
+// RunningChecker is a Wiring that can check, while a scenario's guests run,
+// that its host-side state for them is in place.
+type RunningChecker interface {
+	CheckRunning(t testing.TB, topo *Topology)
+}
