@@ -34,7 +34,7 @@ bench: deps build
 	@hack/bench.sh
 
 demo: deps build
-	@hack/demo.sh
+	$(GO) run ./test/demo
 
 e2e: deps build
 	$(GO) test -count=1 -v -timeout 20m ./test/...

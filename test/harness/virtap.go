@@ -84,9 +84,10 @@ func (v *Virtap) Provision(policy, host, xml string) (string, error) {
 	return out, err
 }
 
-// InstallHooks runs `virtap hooks install` into HooksDir with policy and
-// v.StateDir. libvirtd sees the hook only after a restart.
-func (v *Virtap) InstallHooks(policy string) error {
+// InstallHooks runs `virtap hooks install` into HooksDir with policy,
+// v.StateDir and extra flags (e.g. --host H). libvirtd sees the hook only
+// after a restart.
+func (v *Virtap) InstallHooks(policy string, extra ...string) error {
 	for _, d := range []string{HooksDir, filepath.Join(HooksDir, "qemu.d")} {
 		if _, err := os.Stat(d); os.IsNotExist(err) {
 			if err := os.Mkdir(d, 0o755); err != nil {
@@ -95,7 +96,8 @@ func (v *Virtap) InstallHooks(policy string) error {
 			v.madeDirs = append(v.madeDirs, d)
 		}
 	}
-	if _, _, err := v.Run(nil, "--policy", policy, "hooks", "install", "--hooks-dir", HooksDir, "--hook-binary", v.Hook); err != nil {
+	args := append([]string{"--policy", policy, "hooks", "install", "--hooks-dir", HooksDir, "--hook-binary", v.Hook}, extra...)
+	if _, _, err := v.Run(nil, args...); err != nil {
 		return err
 	}
 	v.Policy, v.HooksDir = policy, HooksDir
