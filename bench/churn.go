@@ -235,7 +235,7 @@ func gcOrphans(m *netdev.Manager, dir string, n int) (time.Duration, error) {
 	defer st.Close()
 	r := &hostside.Realiser{Log: hclog.NewNullLogger(), Net: m, Store: st, DevRoot: "/dev", SysfsRoot: "/sys"}
 	start := time.Now()
-	acts, err := r.GC(func(uuid.UUID) bool { return false }, false)
+	acts, err := r.GC(func(uuid.UUID) bool { return false }, nil, false)
 	took := time.Since(start)
 	if err != nil {
 		return 0, err

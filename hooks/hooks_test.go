@@ -560,7 +560,7 @@ func TestKilledPreparesThenGC(t *testing.T) {
 	}
 	st := e.store()
 	r := &hostside.Realiser{Log: hclog.NewNullLogger(), Net: netdev.New(nil, nil), Store: st}
-	if _, err := r.GC(func(uuid.UUID) bool { return false }, false); err != nil {
+	if _, err := r.GC(func(uuid.UUID) bool { return false }, nil, false); err != nil {
 		t.Fatalf("gc: %v", err)
 	}
 	if devs := e.tagged(); len(devs) != 0 {

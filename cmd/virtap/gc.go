@@ -20,8 +20,9 @@ func gcCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "gc",
 		Short: "Remove what virtap owns and nothing uses any more",
-		Long: `Remove host devices tagged as virtap's whose guest is not running, the records and
-pool reservations of such guests, unused host-access shims and leftover probe
+		Long: `Remove host devices tagged as virtap's whose guest is not running, the records,
+pool reservations and anti-spoofing tables of such guests, address leases of
+guests that are no longer defined, unused host-access shims and leftover probe
 devices. A device without virtap's tag is never touched, whatever its name.
 gc asks libvirt which guests run; run it at boot (virtap-gc.service), because
 release never runs after a host crash.`,
@@ -29,16 +30,25 @@ release never runs after a host crash.`,
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			running := map[uuid.UUID]string{}
+			var defined func(uuid.UUID) bool // nil: unknown, keep leases
 			if !noLibvirt {
 				c, err := virt.Connect(uri)
 				if err != nil {
 					return fmt.Errorf("%w; if no guest can be running (at boot), use --no-libvirt", err)
 				}
-				running, err = c.Running()
+				doms, err := c.Domains()
 				c.Close()
 				if err != nil {
 					return err
 				}
+				known := map[uuid.UUID]bool{}
+				for _, d := range doms {
+					known[d.UUID] = true
+					if d.Running {
+						running[d.UUID] = d.Name
+					}
+				}
+				defined = func(u uuid.UUID) bool { return known[u] }
 			}
 			pol, _ := g.loadPolicy()
 			st, err := store.Open(g.state(pol), store.Options{Logger: g.log})
@@ -47,7 +57,7 @@ release never runs after a host crash.`,
 			}
 			defer st.Close()
 			r := &hostside.Realiser{Log: g.log, Net: netdev.New(g.log, nil), Store: st}
-			acts, gcErr := r.GC(func(u uuid.UUID) bool { _, ok := running[u]; return ok }, dryRun)
+			acts, gcErr := r.GC(func(u uuid.UUID) bool { _, ok := running[u]; return ok }, defined, dryRun)
 			out := cmd.OutOrStdout()
 			if asJSON {
 				enc := json.NewEncoder(out)

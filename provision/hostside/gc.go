@@ -24,7 +24,11 @@ type GCAction struct {
 // host shims no recorded guest needs, and leftover probe devices. It never
 // touches a device without virtap's tag. running says whether a domain
 // UUID is running on this host.
-func (r *Realiser) GC(running func(uuid.UUID) bool, dryRun bool) ([]GCAction, error) {
+//
+// Address leases outlive a guest's stop (the guest keeps its address); they
+// are freed only when defined says the domain no longer exists. A nil
+// defined (nothing known, e.g. at boot before libvirtd) frees none.
+func (r *Realiser) GC(running func(uuid.UUID) bool, defined func(uuid.UUID) bool, dryRun bool) ([]GCAction, error) {
 	var acts []GCAction
 	var errs []error
 	// 1. Records (and their devices) of domains that are not running.
@@ -101,6 +105,31 @@ func (r *Realiser) GC(running func(uuid.UUID) bool, dryRun bool) ([]GCAction, er
 			}
 		}
 	}
+	// 3b. Leases of domains that are no longer defined.
+	if defined != nil {
+		holders := map[uuid.UUID]bool{}
+		for _, nw := range leaseNetworks(r) {
+			ls, err := r.Store.Leases(nw)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for _, l := range ls {
+				u, err := uuid.Parse(l.Holder.UUID)
+				if err == nil && !defined(u) && !running(u) {
+					acts = append(acts, GCAction{What: "lease", Name: nw + "/" + l.Addr.String(), Domain: l.Holder.UUID, Reason: "its domain is no longer defined"})
+					holders[u] = true
+				}
+			}
+		}
+		if !dryRun {
+			for u := range holders {
+				if _, err := r.FreeLeases(u); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
 	// 4. Host shims that no remaining record uses.
 	left, err := r.Store.Domains()
 	if err != nil {
@@ -149,4 +178,13 @@ func (r *Realiser) GC(running func(uuid.UUID) bool, dryRun bool) ([]GCAction, er
 		}
 	}
 	return acts, errors.Join(errs...)
+}
+
+// leaseNetworks lists the networks that hold leases.
+func leaseNetworks(r *Realiser) []string {
+	nws, err := r.Store.LeaseNetworks()
+	if err != nil {
+		r.Log.Warn("cannot list lease networks", "error", err)
+	}
+	return nws
 }

@@ -52,7 +52,7 @@ type Policy struct {
 	base   map[string]*rawNetwork
 	hosts  map[string]map[string]*rawNetwork
 	guests map[string]*Guest
-	loc   locator
+	loc    locator
 }
 
 // Network is one network as a given host sees it, with defaults applied.

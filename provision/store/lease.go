@@ -248,3 +248,17 @@ func (s *Store) Leases(network string) ([]Lease, error) {
 	})
 	return out, err
 }
+
+// LeaseNetworks lists the networks that have (or had) leases.
+func (s *Store) LeaseNetworks() ([]string, error) {
+	var out []string
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bLeases).ForEach(func(k, v []byte) error {
+			if v == nil {
+				out = append(out, string(k))
+			}
+			return nil
+		})
+	})
+	return out, err
+}
