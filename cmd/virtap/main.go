@@ -71,7 +71,7 @@ func newRoot() *cobra.Command {
 		Use:   "virtap",
 		Short: "macvtap and ipvtap networking for libvirt/QEMU guests from one host policy",
 		Long: `virtap gives libvirt/QEMU guests direct access to the host's network with macvtap
-and ipvtap (bridge, VEPA, private, passthrough; ipvtap l2/l3/l3s) instead of a Linux
+and ipvtap (bridge, VEPA, private, passthrough; ipvtap l2/l3) instead of a Linux
 bridge and NAT. It rewrites domain XML from a TOML host policy and runs as a libvirt
 qemu hook so host-side work follows each guest's lifecycle.`,
 		Version:       version,

@@ -105,3 +105,32 @@ func TestDefineThroughTheAPI(t *testing.T) {
 		t.Fatalf("invalid domain: exit %d, %q, %q", code, out, errOut)
 	}
 }
+
+func TestProvisionCloudInit(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	seed := filepath.Join(dir, "seed")
+	args := []string{"--policy", "../../examples/ipvtap-untrusted/policy.toml", "--state-dir", state, "provision", "--host", "node1", "--cloud-init", seed, "../../examples/ipvtap-untrusted/guest.xml"}
+	code, out, errOut := capture(t, args...)
+	if code != 0 || !strings.Contains(out, `<target dev="vti`) {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	nc, _ := os.ReadFile(filepath.Join(seed, "network-config"))
+	md, _ := os.ReadFile(filepath.Join(seed, "meta-data"))
+	want := "version: 2\nethernets:\n  virtap0:\n    match:\n      macaddress: \"52:54:00:12:34:56\"\n    addresses:\n      - 198.51.100.10/24\n    routes:\n      - to: 0.0.0.0/0\n        via: 198.51.100.1\n        on-link: true\n"
+	if !strings.HasSuffix(string(nc), want) || !strings.Contains(string(md), "instance-id: 4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a\nlocal-hostname: untrusted1\n") {
+		t.Fatalf("network-config:\n%s\nmeta-data:\n%s", nc, md)
+	}
+	// Stable: again the same address; another guest gets the next one.
+	if code, _, _ := capture(t, args...); code != 0 {
+		t.Fatal("second run failed")
+	}
+	if nc2, _ := os.ReadFile(filepath.Join(seed, "network-config")); string(nc2) != string(nc) {
+		t.Fatalf("the lease changed:\n%s", nc2)
+	}
+	// A domain with no address pool: a clear error.
+	code, _, errOut = capture(t, "--policy", "../../examples/macvtap-bridge/policy.toml", "--state-dir", state, "provision", "--cloud-init", seed, "../../examples/macvtap-bridge/guest.xml")
+	if code != 1 || !strings.Contains(errOut, "address pool") {
+		t.Fatalf("no pool: %d %s", code, errOut)
+	}
+}

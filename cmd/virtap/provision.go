@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -11,12 +13,15 @@ import (
 	"github.com/virtap/virtap/internal/udiff"
 	"github.com/virtap/virtap/provision"
 	"github.com/virtap/virtap/provision/domain"
+	"github.com/virtap/virtap/provision/hostside"
+	"github.com/virtap/virtap/provision/store"
 )
 
 type provisionFlags struct {
-	host string
-	out  string
-	diff bool
+	host      string
+	out       string
+	diff      bool
+	cloudInit string
 }
 
 func provisionCmd(g *globals) *cobra.Command {
@@ -37,6 +42,11 @@ Provisioning virtap's own output again changes nothing.`,
 			if err != nil {
 				return err
 			}
+			if f.cloudInit != "" {
+				if err := g.writeCloudInit(res, f.cloudInit); err != nil {
+					return err
+				}
+			}
 			switch {
 			case f.diff:
 				name := a[0]
@@ -56,6 +66,7 @@ Provisioning virtap's own output again changes nothing.`,
 	cmd.Flags().StringVar(&f.host, "host", "", "provision for this host's policy section (default: this machine's name)")
 	cmd.Flags().StringVarP(&f.out, "output", "o", "", "write the XML to this file instead of stdout")
 	cmd.Flags().BoolVar(&f.diff, "diff", false, "print a unified diff of what would change; change nothing")
+	cmd.Flags().StringVar(&f.cloudInit, "cloud-init", "", "also lease the guest's addresses and write a cloud-init NoCloud seed (meta-data, network-config) to this directory")
 	return cmd
 }
 
@@ -99,4 +110,38 @@ func readInput(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: larger than %d bytes; is it a domain XML?", path, domain.MaxSize)
 	}
 	return data, nil
+}
+
+// writeCloudInit leases the domain's pool addresses in this host's state
+// (the hook's later lease for the same domain and MAC returns the same
+// address) and writes a NoCloud seed.
+func (g *globals) writeCloudInit(res *provision.Result, dir string) error {
+	pol, err := g.loadPolicy()
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(g.state(pol), store.Options{Logger: g.log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	files, err := provision.CloudInit(res, func(p provision.Plan) (netip.Addr, error) {
+		pool, err := hostside.ParsePool(p.Network.Addresses, p.Network.Range, p.Network.Gateway)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		return hostside.LeaseAddress(st, p.Network.Name, pool, store.Holder{UUID: res.Doc.UUID, MAC: p.MAC, Name: res.Doc.Name})
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, data := range files {
+		if err := fsutil.WriteAtomic(filepath.Join(dir, name), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }

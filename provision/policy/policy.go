@@ -545,6 +545,9 @@ func (p *Policy) resolve(host, name string) (*Network, error) {
 	case KindIpvtap:
 		n.Mode = v.oneOf(r.Mode, "mode", "l2", IpvtapModes)
 		n.Flag = v.oneOf(r.Flag, "flag", "bridge", IpvtapFlags)
+		if n.Mode == "l3s" {
+			v.fail([]string{"mode"}, "\"l3s\" hands a guest's inbound packets to the host's IP stack instead of its tap queue, so an ipvtap guest receives nothing from outside (measured, see README); use mode = \"l3\"")
+		}
 		v.required(r.Parent, "parent", "the host NIC the guests share, e.g. parent = \"eth0\"")
 		if r.ParentMAC != nil {
 			hw, err := net.ParseMAC(*r.ParentMAC)

@@ -18,7 +18,7 @@ queues = "auto"
 [networks.edge]
 kind = "ipvtap"
 parent = "eth0"
-mode = "l3s"
+mode = "l3"
 flag = "private"
 addresses = "198.51.100.0/24"
 range = "198.51.100.10-198.51.100.20"
@@ -124,6 +124,7 @@ func TestErrorsNameFileLineKeyAndFix(t *testing.T) {
 		{"host section unknown key", "[hosts.n2]\nfoo = 1\n", `p.toml:2: hosts.n2.foo: unknown key; a host section holds only`},
 		{"syntax", "[networks.a\nkind = 1\n", `p.toml:2: expected '.' or ']' to end table name`},
 		{"bandwidth", "[networks.a]\nkind = \"bridge\"\nbridge = \"b\"\n[networks.a.bandwidth]\ninbound_peak = 5\n", `networks.a.bandwidth.inbound_average: is required when inbound_peak`},
+		{"l3s", "[networks.a]\nkind = \"ipvtap\"\nparent = \"e\"\nmode = \"l3s\"\n", `p.toml:4: networks.a.mode: "l3s" hands a guest's inbound packets`},
 		{"hostdev with devices", "[networks.a]\nkind = \"passthrough\"\ndevices = [\"v\"]\nmode = \"hostdev\"\n", `mode "hostdev" hands the pool to libvirt, which needs pf`},
 		{"hostdev spoofchk", "[networks.a]\nkind = \"passthrough\"\npf = \"p\"\nmode = \"hostdev\"\nspoofchk = true\n", `spoofchk and max_tx_rate apply to mode "passthrough" only`},
 	}
