@@ -44,6 +44,7 @@ type Plan struct {
 	Device  string // ethernet: the host device the hook creates
 	Driver  string // "vhost", "qemu" or "" (libvirt picks)
 	Queues  uint
+	Address string // a fixed address from the policy's [guests.NAME] addresses
 }
 
 // Error is a provisioning error about one interface.
@@ -136,6 +137,9 @@ func ProvisionDoc(d *domain.Doc, opts Options) (*Result, error) {
 			nw = &c
 		}
 		p := Plan{Index: ifc.Index, Network: nw}
+		if g, ok := opts.Policy.GuestOverride(d.UUID, d.Name); ok && nw.Kind == policy.KindIpvtap {
+			p.Address = g.Addresses[nw.Name]
+		}
 		// MAC: keep a given one, else derive it.
 		if ifc.Def.MAC != nil && ifc.Def.MAC.Address != "" {
 			m, err := mac.Normalize(ifc.Def.MAC.Address)
@@ -385,6 +389,7 @@ func record(p *Plan, d *domain.Doc) domain.IfaceRecord {
 		MAC: p.MAC, Network: nw.Name, Kind: nw.Kind, Mode: nw.Mode, Flag: nw.Flag, Parent: nw.Parent,
 		Bridge: nw.Bridge, Device: p.Device, PF: nw.PF, Devices: strings.Join(nw.Devices, " "), VLAN: nw.VLAN,
 		Trust: nw.Trust, HostAccess: nw.HostAccess, Vhost: nw.Vhost, MTU: nw.MTU, Addresses: nw.Addresses, Range: nw.Range, Gateway: nw.Gateway,
+		Address: p.Address,
 	}
 	if nw.Kind == policy.KindPassthrough {
 		r.SpoofChk = "off"

@@ -333,3 +333,26 @@ trust = "trusted"
 		t.Fatalf("unknown guest key: %v", err)
 	}
 }
+
+func TestGuestFixedAddress(t *testing.T) {
+	base := "[networks.edge]\nkind = \"ipvtap\"\nparent = \"e\"\nparent_mac = \"52:54:00:12:34:56\"\naddresses = \"198.51.100.0/24\"\nrange = \"198.51.100.100-198.51.100.199\"\ngateway = \"198.51.100.1\"\n\n"
+	pol, err := policy.Parse("p.toml", []byte(base+"[guests.g]\naddresses = { edge = \"198.51.100.7\" }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Provision(guest("edge"), Options{Policy: pol, Host: "h"})
+	if err != nil || res.Plans[0].Address != "198.51.100.7" || res.Record.Interfaces[0].Address != "198.51.100.7" {
+		t.Fatalf("%+v %v", res.Plans, err)
+	}
+	for bad, want := range map[string]string{
+		"[guests.g]\naddresses = { edge = \"198.51.100.150\" }\n": "inside network \"edge\"'s dynamic range",
+		"[guests.g]\naddresses = { edge = \"203.0.113.5\" }\n":    "outside network \"edge\"'s addresses",
+		"[guests.g]\naddresses = { edge = \"198.51.100.1\" }\n":    "the network's gateway",
+		"[guests.g]\naddresses = { lan = \"198.51.100.9\" }\n":     "need an ipvtap network \"lan\"",
+		"[guests.g]\naddresses = { edge = \"nope\" }\n":            "is not an IP address",
+	} {
+		if _, err := policy.Parse("p.toml", []byte(base+bad)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", bad, err, want)
+		}
+	}
+}

@@ -130,7 +130,7 @@ func (g *globals) writeCloudInit(res *provision.Result, dir string) error {
 		if err != nil {
 			return netip.Addr{}, err
 		}
-		return hostside.LeaseAddress(st, p.Network.Name, pool, store.Holder{UUID: res.Doc.UUID, MAC: p.MAC, Name: res.Doc.Name})
+		return hostside.LeaseFor(st, p.Network.Name, pool, p.Address, store.Holder{UUID: res.Doc.UUID, MAC: p.MAC, Name: res.Doc.Name})
 	})
 	if err != nil {
 		return err

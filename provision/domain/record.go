@@ -39,6 +39,7 @@ type IfaceRecord struct {
 	Addresses  string `xml:"addresses,attr,omitempty"` // ipvtap: the pool, CIDR
 	Range      string `xml:"range,attr,omitempty"`     // ipvtap: FIRST-LAST of the pool to lease from
 	Gateway    string `xml:"gateway,attr,omitempty"`
+	Address    string `xml:"address,attr,omitempty"` // ipvtap: the guest's fixed address, if the policy gives one
 }
 
 // ByMAC returns the record of the interface with that MAC.

@@ -176,7 +176,7 @@ func (r *Realiser) prepareAddresses(g *Guest, ir IfaceRecordAlias, undo *revert)
 	if err != nil {
 		return err
 	}
-	a, err := LeaseAddress(r.Store, ir.Network, p, store.Holder{UUID: g.UUID.String(), MAC: ir.MAC, Name: g.Name})
+	a, err := LeaseFor(r.Store, ir.Network, p, ir.Address, store.Holder{UUID: g.UUID.String(), MAC: ir.MAC, Name: g.Name})
 	if err != nil {
 		return err
 	}
@@ -200,4 +200,26 @@ func (r *Realiser) releaseAddresses(u uuid.UUID) error { return nil }
 // FreeLeases frees the address leases of a domain (undefined, or gone).
 func (r *Realiser) FreeLeases(u uuid.UUID) ([]store.Lease, error) {
 	return r.Store.ReleaseLeases(u.String())
+}
+
+// LeaseFor leases the guest's fixed address when the policy gives one (it
+// may lie outside the pool's range, never in another guest's hands), else
+// a stable address from the pool.
+func LeaseFor(st *store.Store, network string, p Pool, fixed string, h store.Holder) (netip.Addr, error) {
+	if fixed == "" {
+		return LeaseAddress(st, network, p, h)
+	}
+	a, err := netip.ParseAddr(fixed)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("fixed address %q: %v", fixed, err)
+	}
+	got, err := st.Lease(network, p.Prefix, a, a, nil, h)
+	if err != nil {
+		var ex *store.AddressesExhaustedError
+		if errors.As(err, &ex) {
+			return netip.Addr{}, fmt.Errorf("fixed address %s of network %q is leased to another guest (virtap status shows whom); free it with virtap gc once that guest is undefined", a, network)
+		}
+		return netip.Addr{}, err
+	}
+	return got, nil
 }

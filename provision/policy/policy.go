@@ -155,6 +155,10 @@ type rawPolicy struct {
 // or name ([guests."web1"] or [guests."3c7a5a53-..."]); the UUID wins.
 type Guest struct {
 	Trust string `toml:"trust" json:"trust,omitempty"`
+	// Addresses are fixed addresses per network (ipvtap networks with an
+	// address pool): { edge = "198.51.100.50" }. They may lie outside the
+	// pool's range but inside its CIDR.
+	Addresses map[string]string `toml:"addresses" json:"addresses,omitempty"`
 }
 
 // queues is "auto" or a number.
@@ -247,6 +251,30 @@ func Parse(file string, data []byte) (*Policy, error) {
 		}
 		if g.Trust != "" && g.Trust != "trusted" && g.Trust != "untrusted" {
 			add([]string{"guests", name, "trust"}, "%q is not allowed; allowed: %s", g.Trust, strings.Join(TrustValues, ", "))
+		}
+		for nw, a := range g.Addresses {
+			addr, err := netip.ParseAddr(a)
+			base, ok := raw.Networks[nw]
+			switch {
+			case err != nil:
+				add([]string{"guests", name, "addresses", nw}, "%q is not an IP address", a)
+			case !ok || base.Kind == nil || *base.Kind != KindIpvtap || base.Addresses == nil:
+				add([]string{"guests", name, "addresses", nw}, "fixed addresses need an ipvtap network %q with addresses = \"CIDR\"", nw)
+			default:
+				if pfx, err := netip.ParsePrefix(*base.Addresses); err == nil && !pfx.Contains(addr) {
+					add([]string{"guests", name, "addresses", nw}, "%s is outside network %q's addresses %s", a, nw, *base.Addresses)
+				}
+				if lo, hi, ok := strings.Cut(derefOr(base.Range, ""), "-"); !ok {
+					add([]string{"guests", name, "addresses", nw}, "network %q needs a range = \"FIRST-LAST\" for its dynamic leases, and fixed addresses outside it", nw)
+				} else if a, e1 := netip.ParseAddr(strings.TrimSpace(lo)); e1 == nil {
+					if b, e2 := netip.ParseAddr(strings.TrimSpace(hi)); e2 == nil && !addr.Less(a) && !b.Less(addr) {
+						add([]string{"guests", name, "addresses", nw}, "%s lies inside network %q's dynamic range %s; give fixed addresses outside it", addr, nw, *base.Range)
+					}
+				}
+				if base.Gateway != nil && *base.Gateway == addr.String() {
+					add([]string{"guests", name, "addresses", nw}, "%s is the network's gateway", a)
+				}
+			}
 		}
 		key := name
 		if u, err := uuid.Parse(name); err == nil {
@@ -353,7 +381,7 @@ func allowedHere(k toml.Key) string {
 	case len(k) == 1:
 		return "allowed at the top: state_dir, mac_prefix, [networks.NAME], [hosts.NAME.networks.NAME], [guests.NAME]"
 	case k[0] == "guests":
-		return "allowed in a guest section: trust"
+		return "allowed in a guest section: trust, addresses = { NETWORK = \"ADDRESS\" }"
 	case k[0] == "hosts" && len(k) == 3:
 		return "a host section holds only [hosts.NAME.networks.NAME]"
 	case len(k) >= 4 && k[len(k)-2] == "virtualport":
@@ -868,4 +896,11 @@ func (p *Policy) GuestOverride(uuidStr, name string) (*Guest, bool) {
 	}
 	g, ok := p.guests[name]
 	return g, ok
+}
+
+func derefOr(p *string, def string) string {
+	if p == nil {
+		return def
+	}
+	return *p
 }
