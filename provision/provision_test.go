@@ -347,9 +347,9 @@ func TestGuestFixedAddress(t *testing.T) {
 	for bad, want := range map[string]string{
 		"[guests.g]\naddresses = { edge = \"198.51.100.150\" }\n": "inside network \"edge\"'s dynamic range",
 		"[guests.g]\naddresses = { edge = \"203.0.113.5\" }\n":    "outside network \"edge\"'s addresses",
-		"[guests.g]\naddresses = { edge = \"198.51.100.1\" }\n":    "the network's gateway",
-		"[guests.g]\naddresses = { lan = \"198.51.100.9\" }\n":     "need an ipvtap network \"lan\"",
-		"[guests.g]\naddresses = { edge = \"nope\" }\n":            "is not an IP address",
+		"[guests.g]\naddresses = { edge = \"198.51.100.1\" }\n":   "the network's gateway",
+		"[guests.g]\naddresses = { lan = \"198.51.100.9\" }\n":    "need an ipvtap network \"lan\"",
+		"[guests.g]\naddresses = { edge = \"nope\" }\n":           "is not an IP address",
 	} {
 		if _, err := policy.Parse("p.toml", []byte(base+bad)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", bad, err, want)
