@@ -202,7 +202,7 @@ func benchHook(cfg config) (res hookResult, err error) {
 	two := Target{Text: "<= 2x", Max: 2}
 	faster := Target{Text: "< 1x (faster)", Max: 1, Strict: true}
 	res.rows = []Row{
-		row("1a", "hook prepare (2 managed ifaces, 6 KB)", "prepare", 0.5, "go-floor", two, ""),
+		row("1a", fmt.Sprintf("hook prepare (2 managed ifaces, %.1f KB)", float64(len(prov.XML))/1000), "prepare", 0.5, "go-floor", two, ""),
 		row("1b", "hook prepare", "prepare", 0.9, "go-floor", two, ""),
 		row("1c", "hook release", "release", 0.5, "go-floor", two, ""),
 		row("1d", "hook release", "release", 0.9, "go-floor", two, ""),
