@@ -366,12 +366,28 @@ func TestMigrateRewritesForThisHost(t *testing.T) {
 			t.Fatalf("%s did not rewrite the parent for nodeB:\n%s", op, out.String())
 		}
 	}
+	// On this very host, a parent that does not exist fails the migration
+	// with a message naming the fix.
+	local := e.cfg
+	local.Stdout = &out
+	hn, _ := os.Hostname()
+	local.Host = hn
+	if err := e.runCfg(local, "migrate", x); err != nil {
+		t.Fatalf("up0 exists here: %v", err)
+	}
+	lp := filepath.Join(e.polDir, "local.toml")
+	os.WriteFile(lp, []byte(fmt.Sprintf("[networks.lan]\nkind = \"macvtap\"\nparent = \"up0\"\n\n[hosts.%q.networks.lan]\nparent = \"absent0\"\n", hn)), 0o600)
+	local.PolicyPath = lp
+	err := e.runCfg(local, "migrate", x)
+	if err == nil || !strings.Contains(err.Error(), "parent absent0 does not exist here") {
+		t.Fatalf("migrate to a host without the parent: %v", err)
+	}
 	// A network this host's policy lacks: a clear error.
 	cfg.PolicyPath = filepath.Join(e.polDir, "other.toml")
 	if err := os.WriteFile(cfg.PolicyPath, []byte("[networks.wan]\nkind = \"macvtap\"\nparent = \"up0\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := e.runCfg(cfg, "migrate", x)
+	err = e.runCfg(cfg, "migrate", x)
 	if err == nil || !strings.Contains(err.Error(), `network "lan"`) {
 		t.Fatalf("want an error naming network lan, got %v", err)
 	}

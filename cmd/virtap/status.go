@@ -55,14 +55,17 @@ func statusCmd(g *globals) *cobra.Command {
 					}
 				}
 			}
+			// Read the state and let go of its lock before asking libvirt:
+			// a guest being destroyed holds libvirt while its release hook
+			// waits for this lock, so holding both would stall the destroy.
 			st, err := store.Open(g.state(pol), store.Options{ReadOnly: true, Logger: g.log})
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
-			if st != nil {
-				defer st.Close()
-			}
 			s, err := hostside.Collect(st, netdev.New(g.log, nil), nets, pools, "/sys")
+			if st != nil {
+				st.Close()
+			}
 			if err != nil {
 				return err
 			}
