@@ -222,7 +222,13 @@ type release struct{}
 func (release) Handle(c *Call) error {
 	r, done, err := c.realiser()
 	if err != nil {
-		c.log.Error("release: cannot open state; run 'virtap gc' later", "error", err)
+		// Without the state, the tags still say what is the guest's: remove
+		// its devices and filters now; records and VF settings wait for gc.
+		c.log.Error("release: cannot open state; removing tagged devices only, run 'virtap gc' later", "error", err)
+		r := &hostside.Realiser{Log: c.log, Net: netdev.New(c.log, nil), DevRoot: c.DevRoot, SysfsRoot: c.SysfsRoot}
+		if err := r.ReleaseDevices(c.Guest.UUID); err != nil {
+			c.log.Error("release: tagged devices", "error", err)
+		}
 		return nil
 	}
 	defer done()

@@ -641,3 +641,39 @@ func TestUntaggedClaimedDevice(t *testing.T) {
 		t.Fatal("an unclaimed untagged device was deleted")
 	}
 }
+
+// When the state lock cannot be had, release still removes the guest's
+// tagged devices (the tag is the truth); the record waits for gc.
+func TestReleaseWithoutStateLock(t *testing.T) {
+	e := setup(t, 1)
+	u := uuid.New()
+	x := e.guest("locked", u, "pool")
+	if err := e.run("prepare", x); err != nil {
+		t.Fatal(err)
+	}
+	holder := e.store() // holds the exclusive lock
+	cfg := e.cfg
+	cfg.LockTimeout = 200 * time.Millisecond
+	start := time.Now()
+	if err := e.runCfg(cfg, "release", x); err != nil {
+		t.Fatalf("release must exit 0: %v", err)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Fatalf("release waited %v", time.Since(start))
+	}
+	if devs := e.tagged(); len(devs) != 0 {
+		t.Fatalf("devices left: %+v", devs)
+	}
+	if _, ok, _ := holder.GetDomain(u.String()); !ok {
+		t.Fatal("the record should wait for gc")
+	}
+	holder.Close()
+	st := e.store()
+	r := &hostside.Realiser{Log: hclog.NewNullLogger(), Net: netdev.New(nil, nil), Store: st}
+	if _, err := r.GC(func(uuid.UUID) bool { return false }, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := st.GetDomain(u.String()); ok {
+		t.Fatal("gc left the record")
+	}
+}

@@ -482,6 +482,18 @@ func (r *Realiser) Release(u uuid.UUID, name string) error {
 	return errors.Join(errs...)
 }
 
+// ReleaseDevices removes the devices and anti-spoofing filters tagged for
+// a domain without the state store (its lock could not be had): the tags
+// are enough to know what is the domain's. Records, reservations and the
+// VF settings to restore stay for gc.
+func (r *Realiser) ReleaseDevices(u uuid.UUID) error {
+	_, err := r.Net.DeleteTagged(func(t netdev.Tag) bool {
+		d, ok := t.Domain()
+		return ok && d == u
+	}, 4)
+	return errors.Join(err, r.removeFilters(u))
+}
+
 // dropShimIfUnused deletes a network's host shim when no recorded guest
 // uses that network any more.
 func (r *Realiser) dropShimIfUnused(network, parent string) error {
