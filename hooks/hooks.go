@@ -111,8 +111,38 @@ func ReadInput(r io.Reader) ([]byte, error) {
 
 // Run handles one hook call. A nil error means exit 0.
 func Run(cfg Config, req Request, stdin io.Reader) error {
+	if _, ok := Handlers[req.Op]; !ok {
+		return nil
+	}
+	input, err := ReadInput(stdin)
+	if err != nil {
+		if MayFail(req.Op) {
+			return err
+		}
+		if cfg.Log != nil {
+			cfg.Log.Named("hook").Warn("cannot read the domain XML; nothing to do", "op", req.Op, "error", err)
+		}
+		return nil
+	}
+	return RunInput(cfg, req, input)
+}
+
+// Manages says whether a hook call has work for virtap: an operation it
+// handles on a document that carries virtap's record. Anything else exits
+// 0 at once, before the hook even reads its settings.
+func Manages(op string, input []byte) bool {
+	_, ok := Handlers[op]
+	return ok && bytes.Contains(input, []byte(domain.Namespace))
+}
+
+// RunInput handles one hook call whose input was already read.
+func RunInput(cfg Config, req Request, input []byte) error {
 	h, ok := Handlers[req.Op]
 	if !ok {
+		return nil
+	}
+	// The fast path: a domain virtap does not manage is not parsed.
+	if !bytes.Contains(input, []byte(domain.Namespace)) {
 		return nil
 	}
 	if cfg.Log == nil {
@@ -122,18 +152,6 @@ func Run(cfg Config, req Request, stdin io.Reader) error {
 		cfg.Stdout = os.Stdout
 	}
 	log := cfg.Log.Named("hook").With("op", req.Op)
-	input, err := ReadInput(stdin)
-	if err != nil {
-		if mayFail(req.Op) {
-			return err
-		}
-		log.Warn("cannot read the domain XML; nothing to do", "error", err)
-		return nil
-	}
-	// The fast path: a domain virtap does not manage is not parsed.
-	if !bytes.Contains(input, []byte(domain.Namespace)) {
-		return nil
-	}
 	c := &Call{Config: cfg, Req: req, Input: input, log: log.With("domain", req.Domain)}
 	d, err := domain.Parse(input)
 	if err == nil {
@@ -141,7 +159,7 @@ func Run(cfg Config, req Request, stdin io.Reader) error {
 		c.Guest, err = hostside.NewGuest(d)
 	}
 	if err != nil {
-		if mayFail(req.Op) {
+		if MayFail(req.Op) {
 			return err
 		}
 		c.log.Warn("cannot read the domain XML; nothing to do", "error", err)
@@ -153,8 +171,8 @@ func Run(cfg Config, req Request, stdin io.Reader) error {
 	return h.Handle(c)
 }
 
-// mayFail: only these operations may stop the guest (or its migration).
-func mayFail(op string) bool {
+// MayFail: only these operations may stop the guest (or its migration).
+func MayFail(op string) bool {
 	switch op {
 	case "prepare", "start", "migrate", "restore":
 		return true

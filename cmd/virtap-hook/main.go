@@ -26,8 +26,20 @@ func main() {
 		fmt.Fprintf(os.Stderr, "virtap-hook: %v\nusage: virtap-hook DOMAIN OP SUBOP EXTRA < domain.xml\n", err)
 		os.Exit(2)
 	}
-	cfg := config()
-	if err := hooks.Run(cfg, req, os.Stdin); err != nil {
+	input, err := hooks.ReadInput(os.Stdin)
+	if err != nil {
+		if hooks.MayFail(req.Op) {
+			fmt.Fprintf(os.Stderr, "virtap: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	// Most calls are for domains virtap does not manage: exit before
+	// reading settings or building a logger.
+	if !hooks.Manages(req.Op, input) {
+		return
+	}
+	if err := hooks.RunInput(config(), req, input); err != nil {
 		fmt.Fprintf(os.Stderr, "virtap: %v\n", err)
 		os.Exit(1)
 	}

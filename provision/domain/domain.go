@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"libvirt.org/go/libvirtxml"
 )
@@ -212,7 +213,9 @@ func indentAt(raw []byte, off int) string {
 }
 
 // emptyElem matches an element with no content, as encoding/xml writes it.
-var emptyElem = regexp.MustCompile(`<([A-Za-z_][\w.-]*)((?:\s+[\w:.-]+="[^"]*")*)></[A-Za-z_][\w.-]*>`)
+var emptyElem = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`<([A-Za-z_][\w.-]*)((?:\s+[\w:.-]+="[^"]*")*)></[A-Za-z_][\w.-]*>`)
+})
 
 // Render returns the document with the interfaces in repl (by Index)
 // replaced, and virtap's metadata record set to rec (removed when rec is nil
@@ -232,7 +235,7 @@ func (d *Doc) Render(repl map[int]*libvirtxml.DomainInterface, rec *Record) ([]b
 		if err != nil {
 			return nil, fmt.Errorf("interface %d: %v", ifc.Index, err)
 		}
-		text := emptyElem.ReplaceAllString(strings.TrimPrefix(string(out), ifc.Indent), "<$1$2/>")
+		text := emptyElem().ReplaceAllString(strings.TrimPrefix(string(out), ifc.Indent), "<$1$2/>")
 		edits = append(edits, edit{ifc.Span, text})
 	}
 	empty := rec == nil || len(rec.Interfaces) == 0

@@ -103,6 +103,10 @@ func (r *Realiser) GC(running func(uuid.UUID) bool, defined func(uuid.UUID) bool
 			if err := r.Release(u, ""); err != nil {
 				errs = append(errs, err)
 			}
+			// gc trusts the tags too, not only the records.
+			if err := r.ReleaseDevices(u); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	// 3b. Leases of domains that are no longer defined.

@@ -36,6 +36,8 @@ type Realiser struct {
 	Store     *store.Store
 	DevRoot   string // "/dev" unless a test says otherwise
 	SysfsRoot string // "/sys" unless a test says otherwise
+
+	prior map[string]bool // MACs recorded before this Prepare (lower case)
 }
 
 // Error is a failure the user must fix before the guest can start.
@@ -112,6 +114,24 @@ func (r *Realiser) Prepare(g *Guest) (err error) {
 			undo.run()
 		}
 	}()
+	// Interfaces already recorded (a re-run) keep their records on rollback.
+	prev, _, err := r.Store.GetDomain(g.UUID.String())
+	if err != nil {
+		return err
+	}
+	r.prior = map[string]bool{}
+	for _, p := range prev.Interfaces {
+		r.prior[strings.ToLower(p.MAC)] = true
+	}
+	// Interfaces that need no device of virtap's (libvirt makes macvtaps and
+	// taps, or libvirt's hostdev network picks the VF) are recorded at the
+	// end in one transaction: there is no host change to protect with a
+	// write-ahead record, and one fsync instead of two per interface.
+	var plain []store.Iface
+	plainIface := func(ir domain.IfaceRecord) {
+		plain = append(plain, store.Iface{MAC: ir.MAC, Network: ir.Network, Kind: ir.Kind, Mode: ir.Mode,
+			Parent: ir.Parent, State: store.StateReady})
+	}
 	for _, ir := range rec.Interfaces {
 		fail := func(format string, args ...any) error {
 			return &Error{Domain: g.Name, MAC: ir.MAC, Msg: fmt.Sprintf(format, args...)}
@@ -124,9 +144,7 @@ func (r *Realiser) Prepare(g *Guest) (err error) {
 			if err := r.checkParent(ir.Parent); err != nil {
 				return fail("network %q: %v", ir.Network, err)
 			}
-			if err := r.record(g, ir, store.Iface{Device: "", Parent: ir.Parent}, &undo); err != nil {
-				return fail("%v", err)
-			}
+			plainIface(ir)
 			if ir.HostAccess != "" {
 				if err := r.ensureShim(ir, &undo); err != nil {
 					return fail("network %q host_access: %v", ir.Network, err)
@@ -136,9 +154,7 @@ func (r *Realiser) Prepare(g *Guest) (err error) {
 			if err := r.checkBridge(ir.Bridge); err != nil {
 				return fail("network %q: %v", ir.Network, err)
 			}
-			if err := r.record(g, ir, store.Iface{}, &undo); err != nil {
-				return fail("%v", err)
-			}
+			plainIface(ir)
 		case "ipvtap":
 			if err := r.checkParent(ir.Parent); err != nil {
 				return fail("network %q: %v", ir.Network, err)
@@ -151,9 +167,7 @@ func (r *Realiser) Prepare(g *Guest) (err error) {
 			}
 		case "passthrough":
 			if ir.Mode == "hostdev" { // libvirt's hostdev network allocates the VF
-				if err := r.record(g, ir, store.Iface{}, &undo); err != nil {
-					return fail("%v", err)
-				}
+				plainIface(ir)
 				continue
 			}
 			if err := r.preparePool(g, ir, &undo); err != nil {
@@ -167,10 +181,14 @@ func (r *Realiser) Prepare(g *Guest) (err error) {
 			return fail("unknown kind %q in virtap's metadata; provision the domain again with this virtap", ir.Kind)
 		}
 	}
+	if err := r.Store.PutIfaces(g.UUID.String(), g.Name, plain); err != nil {
+		return err
+	}
 	return nil
 }
 
-// record writes the interface's intent record and undoes it on rollback.
+// record writes the interface's intent record (pending until the host
+// change is made) and undoes it on rollback unless an earlier run made it.
 func (r *Realiser) record(g *Guest, ir domain.IfaceRecord, ifc store.Iface, undo *revert) error {
 	ifc.MAC = ir.MAC
 	ifc.Network = ir.Network
@@ -182,26 +200,11 @@ func (r *Realiser) record(g *Guest, ir domain.IfaceRecord, ifc store.Iface, undo
 	if ifc.State == "" {
 		ifc.State = store.StatePending
 	}
-	prev, had, err := r.Store.GetDomain(g.UUID.String())
-	if err != nil {
-		return err
-	}
 	if err := r.Store.PutIface(g.UUID.String(), g.Name, ifc); err != nil {
 		return err
 	}
-	existed := false
-	if had {
-		for _, p := range prev.Interfaces {
-			if strings.EqualFold(p.MAC, ir.MAC) {
-				existed = true
-			}
-		}
-	}
-	if !existed {
+	if !r.prior[strings.ToLower(ir.MAC)] {
 		undo.add(func() { _ = r.Store.RemoveIface(g.UUID.String(), ir.MAC) })
-	}
-	if ifc.State == store.StatePending && ifc.Device == "" {
-		return r.Store.SetIfaceState(g.UUID.String(), ir.MAC, store.StateReady)
 	}
 	return nil
 }
@@ -452,13 +455,16 @@ func (r *Realiser) Release(u uuid.UUID, name string) error {
 			shimNets[ifc.Network] = ifc.Parent
 		}
 	}
-	// Devices tagged for this domain that no record names (a crash between
-	// create and record): the tag is the truth.
-	if _, err := r.Net.DeleteTagged(func(t netdev.Tag) bool {
-		d, ok := t.Domain()
-		return ok && d == u
-	}, 4); err != nil {
-		errs = append(errs, err)
+	// Every device virtap makes is recorded before it exists, so with a
+	// record the records name them all. Without one (state lost, or a
+	// domain never prepared here) the tags are the truth: one link dump.
+	if !had {
+		if _, err := r.Net.DeleteTagged(func(t netdev.Tag) bool {
+			d, ok := t.Domain()
+			return ok && d == u
+		}, 4); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := r.releasePools(u.String()); err != nil {
 		errs = append(errs, err)

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/BurntSushi/toml"
 	"github.com/google/uuid"
@@ -226,7 +227,18 @@ func Load(path string) (*Policy, error) {
 	return Parse(path, data)
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+// The regexps compile on first use: the hook links this package, and most
+// hook runs never load a policy.
+var (
+	nameRE    = lazyRE(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	modelRE   = lazyRE(`^[a-z0-9_-]{1,32}$`)
+	typeErrRE = lazyRE(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
+	badTypeRE = lazyRE(`incompatible types: TOML value has type (\S+); destination has type (\S+)`)
+)
+
+func lazyRE(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
 
 // Parse decodes and validates policy text; file names the source in errors.
 func Parse(file string, data []byte) (*Policy, error) {
@@ -298,12 +310,12 @@ func Parse(file string, data []byte) (*Policy, error) {
 		p.base = map[string]*rawNetwork{}
 	}
 	for name := range raw.Networks {
-		if !nameRE.MatchString(name) {
+		if !nameRE().MatchString(name) {
 			add([]string{"networks", name}, "network names use letters, digits, '_', '.', '-' (at most 64)")
 		}
 	}
 	for host, h := range raw.Hosts {
-		if !nameRE.MatchString(host) {
+		if !nameRE().MatchString(host) {
 			add([]string{"hosts", host}, "host names use letters, digits, '_', '.', '-' (at most 64)")
 		}
 		if h == nil {
@@ -311,7 +323,7 @@ func Parse(file string, data []byte) (*Policy, error) {
 		}
 		p.hosts[host] = h.Networks
 		for name := range h.Networks {
-			if _, ok := raw.Networks[name]; !ok && !nameRE.MatchString(name) {
+			if _, ok := raw.Networks[name]; !ok && !nameRE().MatchString(name) {
 				add([]string{"hosts", host, "networks", name}, "network names use letters, digits, '_', '.', '-' (at most 64)")
 			}
 		}
@@ -356,25 +368,20 @@ func decodeError(file string, loc locator, err error) error {
 		}
 		return Errors{{File: file, Line: line, Key: key, Msg: msg}}
 	}
-	if m := typeErrRE.FindStringSubmatch(err.Error()); m != nil {
+	if m := typeErrRE().FindStringSubmatch(err.Error()); m != nil {
 		key := m[2]
 		line, _ := strconv.Atoi(m[1])
 		if line == 0 {
 			line = loc.line(splitKey(key)...)
 		}
 		msg := m[3]
-		if t := badTypeRE.FindStringSubmatch(msg); t != nil {
+		if t := badTypeRE().FindStringSubmatch(msg); t != nil {
 			msg = fmt.Sprintf("has the wrong type: expected %s, found %s", t[2], t[1])
 		}
 		return Errors{{File: file, Line: line, Key: key, Msg: msg}}
 	}
 	return Errors{{File: file, Msg: strings.TrimPrefix(err.Error(), "toml: ")}}
 }
-
-var (
-	typeErrRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
-	badTypeRE = regexp.MustCompile(`incompatible types: TOML value has type (\S+); destination has type (\S+)`)
-)
 
 func allowedHere(k toml.Key) string {
 	switch {
@@ -520,7 +527,7 @@ func (p *Policy) resolve(host, name string) (*Network, error) {
 	n.Model = "virtio"
 	if r.Model != nil {
 		n.Model = *r.Model
-		if !regexp.MustCompile(`^[a-z0-9_-]{1,32}$`).MatchString(n.Model) {
+		if !modelRE().MatchString(n.Model) {
 			v.fail([]string{"model"}, "%q is not a NIC model name such as virtio, e1000e, rtl8139", n.Model)
 		}
 	}

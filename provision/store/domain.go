@@ -90,23 +90,36 @@ func validState(s string) bool {
 // the domain's name label when name is not empty. An empty State is stored
 // as StatePending.
 func (s *Store) PutIface(domUUID, name string, ifc Iface) error {
+	return s.PutIfaces(domUUID, name, []Iface{ifc})
+}
+
+// PutIfaces upserts several interface records of one domain in a single
+// transaction (one fsync): the hook records interfaces that need no host
+// change of their own (libvirt's macvtaps, bridges) this way.
+func (s *Store) PutIfaces(domUUID, name string, ifcs []Iface) error {
 	u, err := NormalizeUUID(domUUID)
 	if err != nil {
 		return err
 	}
-	if ifc.MAC, err = NormalizeMAC(ifc.MAC); err != nil {
-		return err
-	}
-	if ifc.State == "" {
-		ifc.State = StatePending
-	}
-	if !validState(ifc.State) {
-		return fmt.Errorf("invalid interface state %q", ifc.State)
-	}
-	if ifc.Device != "" {
-		if err := checkName("device", ifc.Device); err != nil {
+	for i := range ifcs {
+		ifc := &ifcs[i]
+		if ifc.MAC, err = NormalizeMAC(ifc.MAC); err != nil {
 			return err
 		}
+		if ifc.State == "" {
+			ifc.State = StatePending
+		}
+		if !validState(ifc.State) {
+			return fmt.Errorf("invalid interface state %q", ifc.State)
+		}
+		if ifc.Device != "" {
+			if err := checkName("device", ifc.Device); err != nil {
+				return err
+			}
+		}
+	}
+	if len(ifcs) == 0 {
+		return nil
 	}
 	return s.update(func(tx *bolt.Tx) error {
 		d, _, err := getDomain(tx, u)
@@ -117,19 +130,21 @@ func (s *Store) PutIface(domUUID, name string, ifc Iface) error {
 		if name != "" {
 			d.Name = name
 		}
-		replaced := false
-		for i := range d.Interfaces {
-			if d.Interfaces[i].MAC == ifc.MAC {
-				unindexIface(tx, u, d.Interfaces[i])
-				d.Interfaces[i] = ifc
-				replaced = true
+		for _, ifc := range ifcs {
+			replaced := false
+			for i := range d.Interfaces {
+				if d.Interfaces[i].MAC == ifc.MAC {
+					unindexIface(tx, u, d.Interfaces[i])
+					d.Interfaces[i] = ifc
+					replaced = true
+				}
 			}
-		}
-		if !replaced {
-			d.Interfaces = append(d.Interfaces, ifc)
-		}
-		if err := indexIface(tx, u, ifc); err != nil {
-			return err
+			if !replaced {
+				d.Interfaces = append(d.Interfaces, ifc)
+			}
+			if err := indexIface(tx, u, ifc); err != nil {
+				return err
+			}
 		}
 		d.Updated = s.now().UTC()
 		return putJSON(tx.Bucket(bDomains), []byte(u), d)
