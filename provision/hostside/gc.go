@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/virtap/virtap/provision/filter"
+	"github.com/virtap/virtap/provision/netdev"
 	"github.com/virtap/virtap/vepa"
 )
 
@@ -100,13 +101,17 @@ func (r *Realiser) GC(running func(uuid.UUID) bool, defined func(uuid.UUID) bool
 		}
 		sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
 		for _, u := range ids {
-			if err := r.Release(u, ""); err != nil {
+			if err := r.release(u, "", false); err != nil {
 				errs = append(errs, err)
 			}
-			// gc trusts the tags too, not only the records.
-			if err := r.ReleaseDevices(u); err != nil {
-				errs = append(errs, err)
-			}
+		}
+		// gc trusts the tags too, not only the records: one link dump and
+		// parallel deletes for every domain that is gone.
+		if _, err := r.Net.DeleteTagged(func(t netdev.Tag) bool {
+			d, ok := t.Domain()
+			return ok && gone[d]
+		}, 16); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	// 3b. Leases of domains that are no longer defined.

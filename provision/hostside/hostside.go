@@ -434,6 +434,12 @@ func (r *Realiser) ensureShim(ir domain.IfaceRecord, undo *revert) error {
 // It never fails for a domain that was never prepared or released twice;
 // problems are logged and returned joined for the caller to log.
 func (r *Realiser) Release(u uuid.UUID, name string) error {
+	return r.release(u, name, true)
+}
+
+// release is Release; sweep says whether to look for tagged devices no
+// record names (gc sweeps once for all domains instead).
+func (r *Realiser) release(u uuid.UUID, name string, sweep bool) error {
 	log := r.Log.With("domain", name, "uuid", u.String())
 	var errs []error
 	dom, had, err := r.Store.GetDomain(u.String())
@@ -458,7 +464,7 @@ func (r *Realiser) Release(u uuid.UUID, name string) error {
 	// Every device virtap makes is recorded before it exists, so with a
 	// record the records name them all. Without one (state lost, or a
 	// domain never prepared here) the tags are the truth: one link dump.
-	if !had {
+	if !had && sweep {
 		if _, err := r.Net.DeleteTagged(func(t netdev.Tag) bool {
 			d, ok := t.Domain()
 			return ok && d == u
