@@ -181,6 +181,36 @@ type Manager struct {
 	// afterAdd, if set (tests), runs right after the link was added and
 	// read back; an error makes Create fail and revert.
 	afterAdd func(netlink.Link) error
+
+	mu      sync.Mutex
+	parents map[string]netlink.Link // parent lookups, for many creates on one parent
+}
+
+// parent looks a lower device up once per Manager.
+func (m *Manager) parent(name string) (netlink.Link, error) {
+	m.mu.Lock()
+	l, ok := m.parents[name]
+	m.mu.Unlock()
+	if ok {
+		return l, nil
+	}
+	l, err := m.h.LinkByName(name)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	if m.parents == nil {
+		m.parents = map[string]netlink.Link{}
+	}
+	m.parents[name] = l
+	m.mu.Unlock()
+	return l, nil
+}
+
+func (m *Manager) forgetParent(name string) {
+	m.mu.Lock()
+	delete(m.parents, name)
+	m.mu.Unlock()
 }
 
 // New returns a Manager working through h. A nil h means the namespace of
@@ -369,22 +399,38 @@ func (m *Manager) Create(s Spec) (dev Device, err error) {
 		return Device{}, err
 	}
 	log := m.log.With("name", s.Name, "kind", s.Kind, "parent", s.Parent, "mode", s.Mode)
-	if d, ok, err := m.Find(s.Name); err != nil {
-		return Device{}, err
-	} else if ok {
-		return m.checkExisting(s, d)
-	}
-	parent, err := m.h.LinkByName(s.Parent)
+	// Round trips are the cost here (RTNL serialises creation): no lookup
+	// of the name first (EEXIST says it exists), up at creation, and the
+	// index from LinkAdd's own read-back.
+	parent, err := m.parent(s.Parent)
 	if err != nil {
 		if isNotFound(err) {
+			if d, ok, ferr := m.Find(s.Name); ferr == nil && ok {
+				return m.checkExisting(s, d)
+			}
 			return Device{}, fmt.Errorf("%w: %s (for %s)", ErrNoParent, s.Parent, s.Name)
 		}
 		return Device{}, fmt.Errorf("look up parent %s: %w", s.Parent, err)
 	}
 	link := m.buildLink(s, parent)
-	if err := m.h.LinkAdd(link); err != nil {
+	if s.Up {
+		link.Attrs().Flags |= net.FlagUp
+	}
+	err = m.h.LinkAdd(link)
+	if err != nil && errors.Is(err, unix.ENODEV) {
+		// The cached parent went away or changed: look it up once more.
+		m.forgetParent(s.Parent)
+		if parent, err = m.parent(s.Parent); err == nil {
+			link = m.buildLink(s, parent)
+			if s.Up {
+				link.Attrs().Flags |= net.FlagUp
+			}
+			err = m.h.LinkAdd(link)
+		}
+	}
+	if err != nil {
 		if errors.Is(err, unix.EEXIST) {
-			// Lost a race with another creator of the same name.
+			// The name exists: ours from an earlier run, or not ours.
 			if d, ok, ferr := m.Find(s.Name); ferr == nil && ok {
 				return m.checkExisting(s, d)
 			}
@@ -392,13 +438,14 @@ func (m *Manager) Create(s Spec) (dev Device, err error) {
 		return Device{}, m.explainAddError(s, parent, err)
 	}
 	// From here on, any failure removes the link again (revert).
-	created, err := m.h.LinkByName(s.Name)
-	if err != nil {
-		// Cannot find what we just added; delete by name as a last resort.
-		if derr := m.h.LinkDel(link); derr != nil && !isNotFound(derr) {
-			log.Error("cannot remove half-made device", "error", derr)
+	created := link
+	if created.Attrs().Index == 0 { // LinkAdd could not read it back
+		if created, err = m.h.LinkByName(s.Name); err != nil {
+			if derr := m.h.LinkDel(link); derr != nil && !isNotFound(derr) {
+				log.Error("cannot remove half-made device", "error", derr)
+			}
+			return Device{}, fmt.Errorf("read back %s: %w", s.Name, err)
 		}
-		return Device{}, fmt.Errorf("read back %s: %w", s.Name, err)
 	}
 	defer func() {
 		if err != nil {
@@ -413,16 +460,9 @@ func (m *Manager) Create(s Spec) (dev Device, err error) {
 			return Device{}, err
 		}
 	}
-	if created.Attrs().Alias != s.Tag.String() {
-		// The kernel ignores IFLA_IFALIAS in RTM_NEWLINK: tag now.
-		if err = m.h.LinkSetAlias(created, s.Tag.String()); err != nil {
-			return Device{}, fmt.Errorf("tag %s: %w", s.Name, err)
-		}
-	}
-	if s.Up {
-		if err = m.h.LinkSetUp(created); err != nil {
-			return Device{}, fmt.Errorf("set %s up: %w", s.Name, err)
-		}
+	// The kernel ignores IFLA_IFALIAS in RTM_NEWLINK: tag now.
+	if err = m.h.LinkSetAlias(created, s.Tag.String()); err != nil {
+		return Device{}, fmt.Errorf("tag %s: %w", s.Name, err)
 	}
 	if created, err = m.h.LinkByIndex(created.Attrs().Index); err != nil {
 		return Device{}, fmt.Errorf("read back %s: %w", s.Name, err)
@@ -470,6 +510,7 @@ func (m *Manager) explainAddError(s Spec, parent netlink.Link, err error) error 
 // creates /dev/tapN asynchronously with the link).
 func waitCharDev(path string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
+	pause := 50 * time.Microsecond
 	for {
 		fi, err := os.Stat(path)
 		if err == nil && fi.Mode()&os.ModeCharDevice != 0 {
@@ -481,7 +522,11 @@ func waitCharDev(path string, limit time.Duration) error {
 			}
 			return fmt.Errorf("%s did not appear within %v (is /dev a devtmpfs?): %w", path, limit, err)
 		}
-		time.Sleep(2 * time.Millisecond)
+		// devtmpfs usually has the node by now: poll fast, then back off.
+		time.Sleep(pause)
+		if pause < 2*time.Millisecond {
+			pause *= 2
+		}
 	}
 }
 
