@@ -99,8 +99,8 @@ func ProvisionDoc(d *domain.Doc, opts Options) (*Result, error) {
 	}
 	used := map[string]bool{}
 	for _, ifc := range d.Interfaces {
-		if ifc.Def.MAC != nil && ifc.Def.MAC.Address != "" {
-			if m, err := mac.Normalize(ifc.Def.MAC.Address); err == nil {
+		if ifc.MAC != "" {
+			if m, err := mac.Normalize(ifc.MAC); err == nil {
 				used[m] = true
 			}
 		}
@@ -141,8 +141,8 @@ func ProvisionDoc(d *domain.Doc, opts Options) (*Result, error) {
 			p.Address = g.Addresses[nw.Name]
 		}
 		// MAC: keep a given one, else derive it.
-		if ifc.Def.MAC != nil && ifc.Def.MAC.Address != "" {
-			m, err := mac.Normalize(ifc.Def.MAC.Address)
+		if ifc.MAC != "" {
+			m, err := mac.Normalize(ifc.MAC)
 			if err != nil {
 				return nil, fail("<mac address>: %v", err)
 			}
@@ -172,7 +172,11 @@ func ProvisionDoc(d *domain.Doc, opts Options) (*Result, error) {
 			}
 		}
 		used[p.MAC] = true
-		def, err := render(ifc.Def, &p, d, opts)
+		orig, err := ifc.Load()
+		if err != nil {
+			return nil, err
+		}
+		def, err := render(orig, &p, d, opts)
 		if err != nil {
 			return nil, fail("%v", err)
 		}
@@ -191,14 +195,13 @@ func ProvisionDoc(d *domain.Doc, opts Options) (*Result, error) {
 // <source network=...> on a type='network' interface, or from virtap's record
 // (prior=true) for an interface virtap provisioned before.
 func managedNetwork(d *domain.Doc, ifc *domain.Interface) (string, bool) {
-	def := ifc.Def
-	if def.MAC != nil {
-		if r, ok := d.Record.ByMAC(def.MAC.Address); ok {
+	if ifc.MAC != "" {
+		if r, ok := d.Record.ByMAC(ifc.MAC); ok {
 			return r.Network, true
 		}
 	}
-	if def.Source != nil && def.Source.Network != nil {
-		return def.Source.Network.Network, false
+	if ifc.Type == "network" && ifc.SourceNetwork != "" {
+		return ifc.SourceNetwork, false
 	}
 	return "", false
 }

@@ -33,13 +33,36 @@ const MaxSize = 4 << 20
 // Span is a byte range [Start, End) of the source document.
 type Span struct{ Start, End int }
 
-// Interface is one <interface> element under <devices>.
+// Interface is one <interface> element under <devices>. The few values the
+// hook needs are read while the document is scanned; the full libvirtxml
+// definition (reflection, the costly part) is only built by Load, for the
+// interfaces provisioning rewrites.
 type Interface struct {
 	Index  int // place among the domain's interfaces, from 0
 	Span   Span
 	Indent string // whitespace before the element on its line
 	Line   int
-	Def    *libvirtxml.DomainInterface
+
+	Type          string // the type attribute
+	MAC           string // <mac address>, as written
+	SourceNetwork string // <source network>
+	DriverName    string // <driver name>
+	TargetDev     string // <target dev>
+
+	raw []byte
+	def *libvirtxml.DomainInterface
+}
+
+// Load returns the interface's full definition (parsed once).
+func (i *Interface) Load() (*libvirtxml.DomainInterface, error) {
+	if i.def == nil {
+		var def libvirtxml.DomainInterface
+		if err := def.Unmarshal(string(i.raw)); err != nil {
+			return nil, fmt.Errorf("domain XML line %d: <interface>: %v", i.Line, err)
+		}
+		i.def = &def
+	}
+	return i.def, nil
 }
 
 // Doc is a parsed domain document.
@@ -118,19 +141,15 @@ func Parse(raw []byte) (*Doc, error) {
 				stack = stack[:len(stack)-1]
 				d.metadata, d.metaIn, d.Record = &sp, in, rec
 			case "domain/devices/interface":
-				if err := dec.Skip(); err != nil {
-					return nil, fmt.Errorf("domain XML line %d: %v", lineAt(raw, start), err)
+				ifc := &Interface{Index: len(d.Interfaces), Indent: indentAt(raw, start), Line: lineAt(raw, start),
+					Type: attrOf(t, "type")}
+				if err := scanInterface(dec, ifc); err != nil {
+					return nil, fmt.Errorf("domain XML line %d: %v", ifc.Line, err)
 				}
 				stack = stack[:len(stack)-1]
 				end := int(dec.InputOffset())
-				var def libvirtxml.DomainInterface
-				if err := def.Unmarshal(string(raw[start:end])); err != nil {
-					return nil, fmt.Errorf("domain XML line %d: <interface>: %v", lineAt(raw, start), err)
-				}
-				d.Interfaces = append(d.Interfaces, &Interface{
-					Index: len(d.Interfaces), Span: Span{start, end}, Indent: indentAt(raw, start),
-					Line: lineAt(raw, start), Def: &def,
-				})
+				ifc.Span, ifc.raw = Span{start, end}, raw[start:end]
+				d.Interfaces = append(d.Interfaces, ifc)
 			}
 		case xml.EndElement:
 			stack = stack[:len(stack)-1]
@@ -148,6 +167,48 @@ func (d *Doc) Seed() string {
 		return d.UUID
 	}
 	return "name:" + d.Name
+}
+
+func attrOf(t xml.StartElement, name string) string {
+	for _, a := range t.Attr {
+		if a.Name.Local == name && a.Name.Space == "" {
+			return a.Value
+		}
+	}
+	return ""
+}
+
+// scanInterface reads an <interface> to its end, keeping the values of
+// its direct children that the hook needs.
+func scanInterface(dec *xml.Decoder, ifc *Interface) error {
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if depth == 0 {
+				switch t.Name.Local {
+				case "mac":
+					ifc.MAC = attrOf(t, "address")
+				case "source":
+					ifc.SourceNetwork = attrOf(t, "network")
+				case "driver":
+					ifc.DriverName = attrOf(t, "name")
+				case "target":
+					ifc.TargetDev = attrOf(t, "dev")
+				}
+			}
+			depth++
+		case xml.EndElement:
+			if depth == 0 {
+				return nil
+			}
+			depth--
+		}
+	}
 }
 
 func readText(dec *xml.Decoder) (string, int, error) {

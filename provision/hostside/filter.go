@@ -150,11 +150,10 @@ func (r *Realiser) startFilters(g *Guest, strict bool) error {
 // liveTarget is the device name libvirt gave the interface with that MAC.
 func liveTarget(g *Guest, mac string) string {
 	for _, ifc := range g.Doc.Interfaces {
-		d := ifc.Def
-		if d == nil || d.MAC == nil || !strings.EqualFold(d.MAC.Address, mac) || d.Target == nil {
+		if !strings.EqualFold(ifc.MAC, mac) || ifc.TargetDev == "" {
 			continue
 		}
-		return d.Target.Dev
+		return ifc.TargetDev
 	}
 	return ""
 }

@@ -211,10 +211,10 @@ func (r *Realiser) record(g *Guest, ir domain.IfaceRecord, ifc store.Iface, undo
 
 func (r *Realiser) checkVhost(g *Guest, ir domain.IfaceRecord) error {
 	for _, ifc := range g.Doc.Interfaces {
-		if ifc.Def.MAC == nil || !strings.EqualFold(ifc.Def.MAC.Address, ir.MAC) {
+		if !strings.EqualFold(ifc.MAC, ir.MAC) {
 			continue
 		}
-		if ifc.Def.Driver != nil && ifc.Def.Driver.Name == "vhost" {
+		if ifc.DriverName == "vhost" {
 			if _, err := os.Stat(filepath.Join(r.devRoot(), "vhost-net")); err != nil {
 				return fmt.Errorf("the XML asks for <driver name='vhost'/> but this host has no /dev/vhost-net (modprobe vhost_net, or set vhost = \"auto\" and provision again)")
 			}
