@@ -250,7 +250,7 @@ func (release) Handle(c *Call) error {
 		return nil
 	}
 	defer done()
-	if err := r.Release(c.Guest.UUID, c.Guest.Name); err != nil {
+	if err := r.ReleaseGuest(c.Guest); err != nil {
 		c.log.Error("release left something behind; 'virtap gc' removes it", "error", err)
 	}
 	return nil

@@ -101,7 +101,7 @@ func (r *Realiser) GC(running func(uuid.UUID) bool, defined func(uuid.UUID) bool
 		}
 		sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
 		for _, u := range ids {
-			if err := r.release(u, "", false); err != nil {
+			if err := r.release(u, "", false, nil); err != nil {
 				errs = append(errs, err)
 			}
 		}

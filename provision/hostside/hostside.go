@@ -181,7 +181,10 @@ func (r *Realiser) Prepare(g *Guest) (err error) {
 			return fail("unknown kind %q in virtap's metadata; provision the domain again with this virtap", ir.Kind)
 		}
 	}
-	if err := r.Store.PutIfaces(g.UUID.String(), g.Name, plain); err != nil {
+	// Not fsynced: these record no host change of virtap's; after a power
+	// cut the guest is gone too, and reconnect rebuilds them for a guest
+	// that runs.
+	if err := r.Store.WithoutSync(func() error { return r.Store.PutIfaces(g.UUID.String(), g.Name, plain) }); err != nil {
 		return err
 	}
 	return nil
@@ -434,12 +437,20 @@ func (r *Realiser) ensureShim(ir domain.IfaceRecord, undo *revert) error {
 // It never fails for a domain that was never prepared or released twice;
 // problems are logged and returned joined for the caller to log.
 func (r *Realiser) Release(u uuid.UUID, name string) error {
-	return r.release(u, name, true)
+	return r.release(u, name, true, nil)
+}
+
+// ReleaseGuest is Release for a guest whose document the hook has: its
+// record says which interfaces are filtered (untrusted) and which networks
+// have a host shim, so the rest is not looked up.
+func (r *Realiser) ReleaseGuest(g *Guest) error {
+	return r.release(g.UUID, g.Name, true, g.Doc.Record)
 }
 
 // release is Release; sweep says whether to look for tagged devices no
-// record names (gc sweeps once for all domains instead).
-func (r *Realiser) release(u uuid.UUID, name string, sweep bool) error {
+// record names (gc sweeps once for all domains instead); rec, when known,
+// narrows the filter and shim work to the interfaces that have them.
+func (r *Realiser) release(u uuid.UUID, name string, sweep bool, rec *domain.Record) error {
 	log := r.Log.With("domain", name, "uuid", u.String())
 	var errs []error
 	dom, had, err := r.Store.GetDomain(u.String())
@@ -457,7 +468,7 @@ func (r *Realiser) release(u uuid.UUID, name string, sweep bool) error {
 				log.Warn("device is not virtap's; left alone", "device", ifc.Device)
 			}
 		}
-		if ifc.Kind == "macvtap" {
+		if ifc.Kind == "macvtap" && (rec == nil || hostAccess(rec, ifc.Network)) {
 			shimNets[ifc.Network] = ifc.Parent
 		}
 	}
@@ -475,11 +486,18 @@ func (r *Realiser) release(u uuid.UUID, name string, sweep bool) error {
 	if err := r.releasePools(u.String()); err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.releaseExtras(u); err != nil {
+	if err := r.releaseAddresses(u); err != nil {
 		errs = append(errs, err)
 	}
+	if rec == nil || anyUntrusted(rec) {
+		if err := r.removeFilters(u); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if had {
-		if err := r.Store.DeleteDomain(u.String()); err != nil {
+		// Not fsynced: the devices are gone already, and a record that a
+		// power cut brings back is dropped by gc at boot.
+		if err := r.Store.WithoutSync(func() error { return r.Store.DeleteDomain(u.String()) }); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -608,4 +626,22 @@ func deviceKind(kind string) string {
 		return netdev.KindIPvtap
 	}
 	return netdev.KindMacvtap
+}
+
+func hostAccess(rec *domain.Record, network string) bool {
+	for _, i := range rec.Interfaces {
+		if i.Network == network && i.HostAccess != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func anyUntrusted(rec *domain.Record) bool {
+	for _, i := range rec.Interfaces {
+		if Untrusted(i) {
+			return true
+		}
+	}
+	return false
 }

@@ -57,6 +57,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -118,6 +119,7 @@ type Store struct {
 	lock     *os.File
 	dir      string
 	readOnly bool
+	syncMu   sync.Mutex // guards db.NoSync around commits (WithoutSync)
 	log      hclog.Logger
 	now      func() time.Time
 }
@@ -325,7 +327,31 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
 	return s.db.Update(fn)
+}
+
+// WithoutSync runs fn with the commits it makes not fsynced. For records
+// whose loss in a power cut does no harm because the host loses what they
+// describe too, and reconnect or gc rebuild or drop them: interfaces that
+// need no device of virtap's, and dropping a released domain's record.
+// Write-ahead intents, reservations and leases must not use it. A process
+// killed mid-way loses nothing either way: the page cache survives it.
+func (s *Store) WithoutSync(fn func() error) error {
+	if s.db == nil || s.readOnly {
+		return fn()
+	}
+	s.syncMu.Lock()
+	old := s.db.NoSync
+	s.db.NoSync = true
+	s.syncMu.Unlock()
+	defer func() {
+		s.syncMu.Lock()
+		s.db.NoSync = old
+		s.syncMu.Unlock()
+	}()
+	return fn()
 }
 
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
