@@ -102,4 +102,3 @@ func BenchmarkReserveRelease100000(b *testing.B) { benchReserveRelease(b, 100_00
 // Without fsync: the cost of the tree work alone, the stricter comparison.
 func BenchmarkReserveReleaseNoSync100(b *testing.B)    { benchReserveRelease(b, 100, true) }
 func BenchmarkReserveReleaseNoSync100000(b *testing.B) { benchReserveRelease(b, 100_000, true) }
-
