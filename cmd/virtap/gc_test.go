@@ -41,7 +41,12 @@ func TestGCRemovesOnlyTaggedLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	state := filepath.Join(t.TempDir(), "state")
-	code, out, errOut := capture(t, "--policy", "/nonexistent", "--state-dir", state, "gc", "--no-libvirt", "--dry-run")
+	// status shows the filter and its counters.
+	code, out, errOut := capture(t, "--policy", "/nonexistent", "--state-dir", state, "status", "--json", "--connect", "test:///default")
+	if code != 0 || !strings.Contains(out, `"domain": "`+u2.String()+`"`) || !strings.Contains(out, `"dropped"`) {
+		t.Fatalf("status: %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = capture(t, "--policy", "/nonexistent", "--state-dir", state, "gc", "--no-libvirt", "--dry-run")
 	if code != 0 || !strings.Contains(out, "would remove device") || !strings.Contains(out, "vtporphan0") || strings.Contains(out, "vtpforeign0") {
 		t.Fatalf("dry run: %d\n%s\n%s", code, out, errOut)
 	}

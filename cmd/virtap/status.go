@@ -197,6 +197,30 @@ func printStatus(cmd *cobra.Command, v *statusView, _ *policy.Policy) {
 		}
 		tw.Flush()
 	}
+	if len(v.Filters) > 0 {
+		fmt.Fprintln(out)
+		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ANTI-SPOOFING\tMAC\tDEVICE\tSEEN\tDROPPED")
+		for _, f := range v.Filters {
+			owner := names[f.Domain]
+			if owner == "" {
+				owner = f.Domain
+			}
+			var drops []string
+			for reason, n := range f.Dropped {
+				if n > 0 {
+					drops = append(drops, fmt.Sprintf("%s=%d", reason, n))
+				}
+			}
+			sort.Strings(drops)
+			d := strings.Join(drops, " ")
+			if d == "" {
+				d = "0"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", owner, f.MAC, f.Device, f.Seen, d)
+		}
+		tw.Flush()
+	}
 	if v.Libvirt != "" {
 		fmt.Fprintf(out, "\nguests unknown: %s\n", strings.TrimSpace(v.Libvirt))
 	}

@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	"github.com/virtap/virtap/passthrough"
+	"github.com/virtap/virtap/provision/filter"
 	"github.com/virtap/virtap/provision/netdev"
 	"github.com/virtap/virtap/provision/store"
 )
@@ -15,6 +16,17 @@ type Status struct {
 	Reservations []store.Reservation      `json:"reservations"`
 	Leases       []store.Lease            `json:"leases"`
 	Pools        []passthrough.PoolStatus `json:"pools"`
+	Filters      []FilterStatus           `json:"filters"`
+}
+
+// FilterStatus is one guest interface's anti-spoofing filter: what it saw
+// and what it dropped, by reason.
+type FilterStatus struct {
+	Domain  string            `json:"domain"`
+	MAC     string            `json:"mac"`
+	Device  string            `json:"device"`
+	Seen    uint64            `json:"seen"`
+	Dropped map[string]uint64 `json:"dropped"`
 }
 
 // PoolSpec names a passthrough pool of the policy: its PF or devices.
@@ -76,6 +88,9 @@ func Collect(st *store.Store, nd *netdev.Manager, networks []string, pools []Poo
 		s.Devices = append(s.Devices, ds)
 	}
 	sort.Slice(s.Devices, func(i, j int) bool { return s.Devices[i].Name < s.Devices[j].Name })
+	if s.Filters, err = collectFilters(); err != nil {
+		return nil, err
+	}
 	if len(pools) > 0 {
 		inUse, err := passthrough.LinkUsage(nd.Handle())
 		if err != nil {
@@ -114,4 +129,42 @@ func poolWithoutStore(p *passthrough.Pool, inUse func(string) bool) (passthrough
 		}
 	}
 	return s, nil
+}
+
+// collectFilters reads the counters of every anti-spoofing table.
+func collectFilters() ([]FilterStatus, error) {
+	fm := filter.New(nil)
+	ids, err := fm.Domains()
+	if err != nil {
+		return nil, err
+	}
+	var out []FilterStatus
+	for _, u := range ids {
+		cs, err := fm.Counters(u)
+		if err != nil {
+			return nil, err
+		}
+		byMAC := map[string]*FilterStatus{}
+		var order []string
+		for _, c := range cs {
+			f, ok := byMAC[c.MAC]
+			if !ok {
+				f = &FilterStatus{Domain: u.String(), MAC: c.MAC, Dropped: map[string]uint64{}}
+				byMAC[c.MAC] = f
+				order = append(order, c.MAC)
+			}
+			if c.Device != "" {
+				f.Device = c.Device
+			}
+			if c.Reason == filter.ReasonSeen {
+				f.Seen += c.Packets
+			} else {
+				f.Dropped[c.Reason] += c.Packets
+			}
+		}
+		for _, m := range order {
+			out = append(out, *byMAC[m])
+		}
+	}
+	return out, nil
 }
