@@ -48,30 +48,13 @@ type GuestImage struct {
 // whole 400 MB module tree), and writes an initramfs named after the sha256
 // of its content. Safe to call from several test processes at once.
 func BuildGuestImage() (*GuestImage, error) {
-	cache, err := CacheDir()
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return nil, err
-	}
-	unlock, err := lockFile(filepath.Join(cache, ".lock"))
+	k, unlock, err := lockedKernel()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-
-	kdir, pkg, err := ensureKernel(cache)
-	if err != nil {
-		return nil, err
-	}
-	img := &GuestImage{Package: pkg}
-	rel, err := os.ReadFile(filepath.Join(kdir, "release"))
-	if err != nil {
-		return nil, err
-	}
-	img.KernelRelease = strings.TrimSpace(string(rel))
-	img.Kernel = filepath.Join(kdir, "vmlinuz")
+	cache, kdir := k.cache, k.dir
+	img := &GuestImage{Package: k.pkg, KernelRelease: k.release, Kernel: filepath.Join(kdir, "vmlinuz")}
 
 	archive, err := initramfs(filepath.Join(kdir, "modules"))
 	if err != nil {
@@ -376,4 +359,34 @@ func lockFile(p string) (func(), error) {
 		return nil, err
 	}
 	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// cachedKernel is the Debian kernel unpacked in the test cache.
+type cachedKernel struct {
+	cache, dir, pkg, release string
+}
+
+// lockedKernel takes the cache lock (several test processes build images at
+// once) and makes sure the kernel is unpacked; unlock releases the lock.
+func lockedKernel() (k cachedKernel, unlock func(), err error) {
+	if k.cache, err = CacheDir(); err != nil {
+		return k, nil, err
+	}
+	if err = os.MkdirAll(k.cache, 0o755); err != nil {
+		return k, nil, err
+	}
+	if unlock, err = lockFile(filepath.Join(k.cache, ".lock")); err != nil {
+		return k, nil, err
+	}
+	if k.dir, k.pkg, err = ensureKernel(k.cache); err != nil {
+		unlock()
+		return k, nil, err
+	}
+	rel, err := os.ReadFile(filepath.Join(k.dir, "release"))
+	if err != nil {
+		unlock()
+		return k, nil, err
+	}
+	k.release = strings.TrimSpace(string(rel))
+	return k, unlock, nil
 }

@@ -48,27 +48,13 @@ type VMImage struct {
 // The Debian kernel package is the one BuildGuestImage uses; modules are
 // extracted once into the cache (test/.cache/vmkernel/PKG/).
 func BuildVMImage(modules []string, init []byte, files []VMFile) (*VMImage, error) {
-	cache, err := CacheDir()
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return nil, err
-	}
-	unlock, err := lockFile(filepath.Join(cache, ".lock"))
+	k, unlock, err := lockedKernel()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	kdir, _, err := ensureKernel(cache)
-	if err != nil {
-		return nil, err
-	}
-	rel, err := os.ReadFile(filepath.Join(kdir, "release"))
-	if err != nil {
-		return nil, err
-	}
-	img := &VMImage{Kernel: filepath.Join(kdir, "vmlinuz"), KernelRelease: strings.TrimSpace(string(rel))}
+	cache, kdir := k.cache, k.dir
+	img := &VMImage{Kernel: filepath.Join(kdir, "vmlinuz"), KernelRelease: k.release}
 	mdir, err := ensureVMModules(cache, filepath.Base(kdir), modules)
 	if err != nil {
 		return nil, err
