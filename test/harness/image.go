@@ -9,6 +9,7 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"fmt"
+	"github.com/virtap/virtap/internal/fsutil"
 	"io"
 	"os"
 	"os/exec"
@@ -329,23 +330,7 @@ func checkStatic(p string) error {
 }
 
 func writeFileAtomic(p string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), p)
+	return fsutil.WriteAtomic(p, data, mode)
 }
 
 // lockFile takes an exclusive flock on p (created if needed).
