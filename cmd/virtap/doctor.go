@@ -21,6 +21,8 @@ func doctorCmd(g *globals) *cobra.Command {
 	var (
 		asJSON, noProbe bool
 		host, hooksDir  string
+		domainsDir      string
+		probeTimeout    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "doctor",
@@ -39,8 +41,8 @@ Exit 1 when a check fails; warnings alone exit 0.`,
 			env := doctor.Env{
 				Log: g.log, Net: netdev.New(g.log, nil), HooksDir: hooksDir,
 				LibvirtVersion: libvirtVersion,
-				Domains:        doctor.DomainsFromDir(DomainsDir),
-				Probe:          !noProbe, ProbeTimeout: ProbeTimeout,
+				Domains:        doctor.DomainsFromDir(domainsDir),
+				Probe:          !noProbe, ProbeTimeout: probeTimeout,
 			}
 			var rep *doctor.Report
 			var runErr error
@@ -82,10 +84,12 @@ Exit 1 when a check fails; warnings alone exit 0.`,
 	f.BoolVar(&noProbe, "no-probe", false, "do not probe the switch behind VEPA parents for reflective relay (hairpin)")
 	f.StringVar(&host, "host", "", "this host's name in the policy (default: the machine's name)")
 	f.StringVar(&hooksDir, "hooks-dir", hooks.DefaultHooksDir, "libvirt's hooks directory")
+	f.StringVar(&domainsDir, "domains-dir", DomainsDir, "libvirt's persistent domain configs, read for direct interfaces without a mode and the MAC budget")
+	f.DurationVar(&probeTimeout, "probe-timeout", ProbeTimeout, "how long the hairpin probe waits for its frame to come back")
 	return cmd
 }
 
-// Fixed settings of doctor.
+// Defaults of doctor's settings.
 const (
 	// DomainsDir holds libvirt's persistent domain configs.
 	DomainsDir = "/etc/libvirt/qemu"
