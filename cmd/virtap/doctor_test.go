@@ -58,7 +58,11 @@ func doctorFiles(t *testing.T, parent string) []string {
 	if err := os.WriteFile(hooks.HookPath(hd), []byte("fake "+hooks.BinaryMarker), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return []string{"--policy", pol, "--state-dir", filepath.Join(dir, "state"), "--hooks-dir", hd}
+	doms := filepath.Join(dir, "domains") // sealed off from the host's /etc/libvirt/qemu
+	if err := os.MkdirAll(doms, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--policy", pol, "--state-dir", filepath.Join(dir, "state"), "--hooks-dir", hd, "--domains-dir", doms}
 }
 
 func TestDoctorCommandHairpin(t *testing.T) {
