@@ -311,7 +311,7 @@ func BootVM(ctx context.Context, img *VMImage, appendLine string, memMiB int, se
 	args := []string{
 		"-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "1", "-m", fmt.Sprint(memMiB),
 		"-kernel", img.Kernel, "-initrd", img.Initrd,
-		"-append", "console=ttyS0 panic=-1 quiet " + appendLine,
+		"-append", "console=ttyS0 panic=-1 quiet no_timer_check " + appendLine,
 		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-net", "none",
 	}
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
