@@ -171,66 +171,29 @@ func extractKernel(deb, dir string) error {
 	if err := os.MkdirAll(filepath.Join(dir, "modules"), 0o755); err != nil {
 		return err
 	}
-	cmd := exec.Command("dpkg-deb", "--fsys-tarfile", deb)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	pipe, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
 	want := map[string]bool{}
 	for _, m := range GuestModules {
 		want[m] = true
 	}
 	found := map[string]bool{}
 	release := ""
-	tr := tar.NewReader(pipe)
-	var extractErr error
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			extractErr = err
-			break
-		}
-		if h.Typeflag != tar.TypeReg {
-			continue
-		}
-		name := strings.TrimPrefix(h.Name, "./")
+	err := walkDeb(deb, func(name string, r io.Reader) error {
 		switch {
 		case strings.HasPrefix(name, "boot/vmlinuz-"):
 			release = strings.TrimPrefix(name, "boot/vmlinuz-")
-			extractErr = copyTo(filepath.Join(dir, "vmlinuz"), tr, "")
+			return copyTo(filepath.Join(dir, "vmlinuz"), r, "")
 		case strings.HasPrefix(name, "lib/modules/") && strings.Contains(name, "/kernel/"):
-			base := path.Base(name)
-			mod, comp := base, ""
-			for _, ext := range []string{".ko.xz", ".ko.zst", ".ko.gz", ".ko"} {
-				if strings.HasSuffix(base, ext) {
-					mod, comp = strings.TrimSuffix(base, ext), strings.TrimPrefix(ext, ".ko")
-					break
-				}
-			}
-			if mod == base || !want[mod] {
-				continue
+			mod, comp, ok := moduleFile(name)
+			if !ok || !want[mod] {
+				return nil
 			}
 			found[mod] = true
-			extractErr = copyTo(filepath.Join(dir, "modules", mod+".ko"), tr, comp)
+			return copyTo(filepath.Join(dir, "modules", mod+".ko"), r, comp)
 		}
-		if extractErr != nil {
-			break
-		}
-	}
-	_, _ = io.Copy(io.Discard, pipe)
-	if err := cmd.Wait(); err != nil && extractErr == nil {
-		extractErr = fmt.Errorf("dpkg-deb --fsys-tarfile %s: %w: %s", deb, err, stderr.String())
-	}
-	if extractErr != nil {
-		return extractErr
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if release == "" {
 		return fmt.Errorf("%s holds no boot/vmlinuz-*", deb)
@@ -241,6 +204,56 @@ func extractKernel(deb, dir string) error {
 		}
 	}
 	return os.WriteFile(filepath.Join(dir, "release"), []byte(release+"\n"), 0o644)
+}
+
+// walkDeb streams the data tar of a .deb (dpkg-deb --fsys-tarfile) and
+// calls fn for each regular file, with its path without "./".
+func walkDeb(deb string, fn func(name string, r io.Reader) error) error {
+	cmd := exec.Command("dpkg-deb", "--fsys-tarfile", deb)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	tr := tar.NewReader(pipe)
+	var werr error
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			werr = err
+			break
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		if werr = fn(strings.TrimPrefix(h.Name, "./"), tr); werr != nil {
+			break
+		}
+	}
+	_, _ = io.Copy(io.Discard, pipe)
+	if err := cmd.Wait(); err != nil && werr == nil {
+		werr = fmt.Errorf("dpkg-deb --fsys-tarfile %s: %w: %s", deb, err, stderr.String())
+	}
+	return werr
+}
+
+// moduleFile splits a module path into its name and compression ("" for a
+// plain .ko); ok is false for files that are not modules.
+func moduleFile(name string) (mod, comp string, ok bool) {
+	base := path.Base(name)
+	for _, ext := range []string{".ko.xz", ".ko.zst", ".ko.gz", ".ko"} {
+		if strings.HasSuffix(base, ext) {
+			return strings.TrimSuffix(base, ext), strings.TrimPrefix(ext, ".ko"), true
+		}
+	}
+	return "", "", false
 }
 
 // copyTo writes r to path, decompressing ".xz", ".zst" or ".gz" content.

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -131,30 +130,9 @@ func ensureVMModules(cache, pkg string, want []string) (string, error) {
 var vmModuleTrees = []string{"/kernel/drivers/net/", "/kernel/drivers/vhost/", "/kernel/net/802/", "/kernel/net/8021q/", "/kernel/net/bridge/", "/kernel/net/llc/", "/kernel/net/xfrm/", "/kernel/net/netfilter/", "/kernel/lib/", "/kernel/crypto/"}
 
 func extractModuleTrees(deb, mdir string) error {
-	cmd := exec.Command("dpkg-deb", "--fsys-tarfile", deb)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	pipe, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	tr := tar.NewReader(pipe)
-	var xerr error
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			xerr = err
-			break
-		}
-		name := strings.TrimPrefix(h.Name, "./")
-		if h.Typeflag != tar.TypeReg || !strings.HasPrefix(name, "lib/modules/") {
-			continue
+	return walkDeb(deb, func(name string, r io.Reader) error {
+		if !strings.HasPrefix(name, "lib/modules/") {
+			return nil
 		}
 		keep := false
 		for _, t := range vmModuleTrees {
@@ -166,26 +144,12 @@ func extractModuleTrees(deb, mdir string) error {
 		if strings.Contains(name, "/kernel/drivers/net/ipvlan/") {
 			keep = true
 		}
-		if !keep {
-			continue
+		mod, comp, ok := moduleFile(name)
+		if !keep || !ok {
+			return nil
 		}
-		base := path.Base(name)
-		for _, ext := range []string{".ko.xz", ".ko.zst", ".ko.gz", ".ko"} {
-			if strings.HasSuffix(base, ext) {
-				if xerr = copyTo(filepath.Join(mdir, strings.TrimSuffix(base, ext)+".ko"), tr, strings.TrimPrefix(ext, ".ko")); xerr != nil {
-					break
-				}
-			}
-		}
-		if xerr != nil {
-			break
-		}
-	}
-	_, _ = io.Copy(io.Discard, pipe)
-	if err := cmd.Wait(); err != nil && xerr == nil {
-		xerr = fmt.Errorf("dpkg-deb --fsys-tarfile %s: %w: %s", deb, err, stderr.String())
-	}
-	return xerr
+		return copyTo(filepath.Join(mdir, mod+".ko"), r, comp)
+	})
 }
 
 // ModuleDepends reads the "depends=" field of a module's .modinfo section.
