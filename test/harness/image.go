@@ -102,7 +102,19 @@ func ensureKernel(cache string) (dir, pkg string, err error) {
 	}
 	defer os.RemoveAll(dl)
 	if _, err := runIn(dl, nil, nil, 10*time.Minute, "apt-get", "download", name+"="+version); err != nil {
-		return "", "", err
+		// Stale package lists name a version the mirror no longer has:
+		// refresh them once and ask again.
+		if _, uerr := run(5*time.Minute, "apt-get", "update"); uerr != nil {
+			return "", "", fmt.Errorf("%v; apt-get update: %w", err, uerr)
+		}
+		if name, version, err = kernelPackage(); err != nil {
+			return "", "", err
+		}
+		pkg = name + "_" + version
+		dir = filepath.Join(cache, "kernel", pkg)
+		if _, err := runIn(dl, nil, nil, 10*time.Minute, "apt-get", "download", name+"="+version); err != nil {
+			return "", "", err
+		}
 	}
 	debs, _ := filepath.Glob(filepath.Join(dl, "*.deb"))
 	if len(debs) != 1 {
