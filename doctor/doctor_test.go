@@ -438,7 +438,24 @@ func TestVFHeadroom(t *testing.T) {
 	// A macvtap that is not virtap's holds vf1.
 	macvlan(t, ns, "foreign", "vf1", "02:00:00:00:00:09")
 	rep = doctor(t, e, p)
-	want(t, one(t, rep, CheckVFHeadroom, "pool"), Fail, "0 of 2 devices free; reserved: vf0; used outside virtap: vf1")
+	want(t, one(t, rep, CheckVFHeadroom, "pool"), Warn, "0 of 2 devices free; reserved: vf0; used outside virtap: vf1: the pool is full")
+
+	// Nothing reserved and nothing free: no guest of this pool can start.
+	macvlan(t, ns, "foreign0", "vf0", "02:00:00:00:00:08")
+	e2 := env(t, ns.NL)
+	e2.SysfsRoot = e.SysfsRoot
+	rep = doctor(t, e2, p)
+	want(t, one(t, rep, CheckVFHeadroom, "pool"), Fail, "0 of 2 devices free; used outside virtap: vf0 vf1: no guest of this pool can start")
+}
+
+func TestVFHeadroomNearlyExhausted(t *testing.T) {
+	ns := hostNS(t)
+	ns.Veth(t, "pf0", "pf0p", nil)
+	e := env(t, ns.NL)
+	pcis := fakePF(t, ns, e.SysfsRoot, "pf0", "vf0", "vf1", "vf2", "vf3")
+	reserve(t, e.StateDir, "pool", pcis[:3]...)
+	rep := doctor(t, e, pol(t, poolPolicy))
+	want(t, one(t, rep, CheckVFHeadroom, "pool"), Warn, "1 of 4 devices free; reserved: vf0 vf1 vf2: the pool is nearly exhausted")
 }
 
 func TestVFHeadroomFull(t *testing.T) {
@@ -448,7 +465,7 @@ func TestVFHeadroomFull(t *testing.T) {
 	pcis := fakePF(t, ns, e.SysfsRoot, "pf0", "vf0", "vf1")
 	reserve(t, e.StateDir, "pool", pcis...)
 	rep := doctor(t, e, pol(t, poolPolicy))
-	want(t, one(t, rep, CheckVFHeadroom, "pool"), Fail, "0 of 2 devices free; reserved: vf0 vf1")
+	want(t, one(t, rep, CheckVFHeadroom, "pool"), Warn, "0 of 2 devices free; reserved: vf0 vf1: the pool is full")
 }
 
 func TestVFHeadroomNoVFs(t *testing.T) {

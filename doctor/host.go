@@ -26,7 +26,8 @@ import (
 // (the devices list, or the PF's VFs under SysfsRoot) that have a netdev
 // in this namespace, that nothing outside virtap uses (a macvlan/macvtap
 // child, a master, a dead lower layer), and that the store has not
-// reserved. No free device fails: the next guest on the pool cannot start.
+// reserved. A pool no guest can use fails; a full or nearly exhausted one
+// (a quarter or less free) warns.
 func (r *run) poolCheck(n *policy.Network) {
 	name := n.PF
 	if name == "" {
@@ -95,8 +96,14 @@ func (r *run) poolCheck(n *policy.Network) {
 		}
 	}
 	switch {
+	case len(free) == 0 && len(held) == 0:
+		res(Fail, detail+": no guest of this pool can start", "add VFs, or free the devices used outside virtap")
 	case len(free) == 0:
-		res(Fail, detail+": the next guest on this pool cannot start", "add VFs, free a device, or stop a guest that holds one")
+		// Every usable device runs a guest: the pool works as sized, but
+		// the next guest will not start.
+		res(Warn, detail+": the pool is full, the next guest on it cannot start", "add VFs, or stop a guest that holds one")
+	case len(free)*4 <= len(members):
+		res(Warn, detail+": the pool is nearly exhausted", "add VFs before more guests of this pool start")
 	case len(missing) > 0 || len(stale) > 0:
 		res(Warn, detail, "bring missing devices back or remove them from the pool")
 	default:
