@@ -175,11 +175,7 @@ func (s *Store) SetIfaceExtra(domUUID, mac string, extra map[string]string) erro
 var ErrNotFound = errors.New("not found")
 
 func (s *Store) modifyIface(domUUID, mac string, fn func(*Iface)) error {
-	u, err := NormalizeUUID(domUUID)
-	if err != nil {
-		return err
-	}
-	m, err := NormalizeMAC(mac)
+	u, m, err := normalizeIface(domUUID, mac)
 	if err != nil {
 		return err
 	}
@@ -210,11 +206,7 @@ func (s *Store) modifyIface(domUUID, mac string, fn func(*Iface)) error {
 // RemoveIface deletes an interface record; the domain record goes with its
 // last interface. Removing what is not there is not an error.
 func (s *Store) RemoveIface(domUUID, mac string) error {
-	u, err := NormalizeUUID(domUUID)
-	if err != nil {
-		return err
-	}
-	m, err := NormalizeMAC(mac)
+	u, m, err := normalizeIface(domUUID, mac)
 	if err != nil {
 		return err
 	}
@@ -386,4 +378,15 @@ func unindexIface(tx *bolt.Tx, u string, ifc Iface) {
 			_ = b.Delete([]byte(ifc.Device))
 		}
 	}
+}
+
+// normalizeIface normalises the key of an interface record: domain UUID and MAC.
+func normalizeIface(domUUID, mac string) (u, m string, err error) {
+	if u, err = NormalizeUUID(domUUID); err != nil {
+		return "", "", err
+	}
+	if m, err = NormalizeMAC(mac); err != nil {
+		return "", "", err
+	}
+	return u, m, nil
 }

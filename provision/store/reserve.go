@@ -174,15 +174,11 @@ func (s *Store) ReservationOf(pool, domUUID, mac string) (Reservation, bool, err
 		ok bool
 	)
 	err = s.view(func(tx *bolt.Tx) error {
-		hb := tx.Bucket(bResH).Bucket([]byte(h.UUID))
-		if hb == nil {
+		device, held := heldDevice(tx, pool, h)
+		if !held {
 			return nil
 		}
-		d := hb.Get(join(pool, h.MAC))
-		if d == nil {
-			return nil
-		}
-		r, ok, err = getReservation(tx, pool, string(d))
+		r, ok, err = getReservation(tx, pool, device)
 		return err
 	})
 	return r, ok, err
@@ -249,16 +245,12 @@ func (s *Store) Release(pool, domUUID, mac string) (Reservation, bool, error) {
 		ok bool
 	)
 	err = s.update(func(tx *bolt.Tx) error {
+		device, held := heldDevice(tx, pool, h)
+		if !held {
+			return nil
+		}
 		hb := tx.Bucket(bResH).Bucket([]byte(h.UUID))
-		if hb == nil {
-			return nil
-		}
 		hkey := join(pool, h.MAC)
-		d := hb.Get(hkey)
-		if d == nil {
-			return nil
-		}
-		device := string(d)
 		r, ok, err = getReservation(tx, pool, device)
 		if err != nil {
 			return err
@@ -378,4 +370,17 @@ func dropIfEmpty(parent *bolt.Bucket, name []byte) error {
 		return parent.DeleteBucket(name)
 	}
 	return nil
+}
+
+// heldDevice looks up, in the holder index, the device holder h has in pool.
+func heldDevice(tx *bolt.Tx, pool string, h Holder) (string, bool) {
+	hb := tx.Bucket(bResH).Bucket([]byte(h.UUID))
+	if hb == nil {
+		return "", false
+	}
+	d := hb.Get(join(pool, h.MAC))
+	if d == nil {
+		return "", false
+	}
+	return string(d), true
 }

@@ -66,15 +66,11 @@ func BuildGuestImage() (*GuestImage, error) {
 	if _, err := os.Stat(img.Initrd); err == nil {
 		return img, nil
 	}
-	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
-	if _, err := zw.Write(archive); err != nil {
+	gz, err := gzipped(archive, gzip.BestCompression)
+	if err != nil {
 		return nil, err
 	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	if err := writeFileAtomic(img.Initrd, gz.Bytes(), 0o644); err != nil {
+	if err := writeFileAtomic(img.Initrd, gz, 0o644); err != nil {
 		return nil, err
 	}
 	return img, nil
@@ -399,4 +395,20 @@ func lockedKernel() (k cachedKernel, unlock func(), err error) {
 	}
 	k.release = strings.TrimSpace(string(rel))
 	return k, unlock, nil
+}
+
+// gzipped compresses b at the given gzip level.
+func gzipped(b []byte, level int) ([]byte, error) {
+	var gz bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&gz, level)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(b); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return gz.Bytes(), nil
 }

@@ -67,15 +67,11 @@ func BuildVMImage(modules []string, init []byte, files []VMFile) (*VMImage, erro
 	if err != nil {
 		return nil, err
 	}
-	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
-	if _, err := zw.Write(archive); err != nil {
+	gz, err := gzipped(archive, gzip.BestSpeed)
+	if err != nil {
 		return nil, err
 	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(gz.Bytes())
+	sum := sha256.Sum256(gz)
 	img.Initrd = filepath.Join(cache, "vm-initramfs-"+hex.EncodeToString(sum[:8])+".cpio.gz")
 	if _, err := os.Stat(img.Initrd); err == nil {
 		return img, nil
@@ -85,7 +81,7 @@ func BuildVMImage(modules []string, init []byte, files []VMFile) (*VMImage, erro
 	for _, o := range old {
 		_ = os.Remove(o)
 	}
-	return img, writeFileAtomic(img.Initrd, gz.Bytes(), 0o644)
+	return img, writeFileAtomic(img.Initrd, gz, 0o644)
 }
 
 // ensureVMModules extracts every module of the kernel package's network,
