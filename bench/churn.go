@@ -13,9 +13,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 
-	"github.com/virtap/virtap/provision/hostside"
-	"github.com/virtap/virtap/provision/netdev"
-	"github.com/virtap/virtap/provision/store"
+	"github.com/virtap/virtap/host"
+	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/store"
 )
 
 // churnDev is device i of a churn run: a name, an interface index (asked
@@ -225,7 +225,7 @@ func benchChurn(cfg config) ([]Row, error) {
 	return rows, nil
 }
 
-// gcOrphans runs virtap's gc (hostside.Realiser.GC, what `virtap gc` calls)
+// gcOrphans runs virtap's gc (host.Realiser.GC, what `virtap gc` calls)
 // over n tagged devices whose domains do not run, with an empty store.
 func gcOrphans(m *netdev.Manager, dir string, n int) (time.Duration, error) {
 	st, err := store.Open(filepath.Join(dir, "gc-state"), store.Options{})
@@ -233,7 +233,7 @@ func gcOrphans(m *netdev.Manager, dir string, n int) (time.Duration, error) {
 		return 0, err
 	}
 	defer st.Close()
-	r := &hostside.Realiser{Log: hclog.NewNullLogger(), Net: m, Store: st, DevRoot: "/dev", SysfsRoot: "/sys"}
+	r := &host.Realiser{Log: hclog.NewNullLogger(), Net: m, Store: st, DevRoot: "/dev", SysfsRoot: "/sys"}
 	start := time.Now()
 	acts, err := r.GC(func(uuid.UUID) bool { return false }, nil, false)
 	took := time.Since(start)

@@ -10,9 +10,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision"
 	"github.com/virtap/virtap/provision/policy"
-	"github.com/virtap/virtap/provision/store"
 )
 
 // hookVariant is one program the hook benchmark execs, as libvirtd would:

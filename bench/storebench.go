@@ -58,7 +58,7 @@ func goBench(cfg config, pkg, pattern, benchtime string, count int) (map[string]
 // alternating operation by operation after a warm-up, with fsync as
 // shipped and without (the tree work alone).
 func benchStore(cfg config) ([]Row, error) {
-	res, err := goBench(cfg, "./provision/store", "^BenchmarkReserveReleaseScale", "1000x", cfg.storeCount)
+	res, err := goBench(cfg, "./internal/store", "^BenchmarkReserveReleaseScale", "1000x", cfg.storeCount)
 	if err != nil {
 		return nil, err
 	}

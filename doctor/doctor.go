@@ -26,9 +26,9 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/virtap/virtap/hooks"
-	"github.com/virtap/virtap/provision/netdev"
+	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision/policy"
-	"github.com/virtap/virtap/provision/store"
 	"github.com/virtap/virtap/vepa"
 )
 

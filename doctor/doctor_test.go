@@ -18,10 +18,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/virtap/virtap/hooks"
+	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nstest"
-	"github.com/virtap/virtap/provision/netdev"
+	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision/policy"
-	"github.com/virtap/virtap/provision/store"
 	"github.com/virtap/virtap/vepa"
 )
 

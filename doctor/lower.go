@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/virtap/virtap/provision/netdev"
+	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/provision/policy"
 	"github.com/virtap/virtap/vepa"
 )

@@ -7,9 +7,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/virtap/virtap/host"
+	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/provision/domain"
-	"github.com/virtap/virtap/provision/hostside"
-	"github.com/virtap/virtap/provision/netdev"
 )
 
 // FuzzHookInput feeds the hook's input decoding (libvirt's four arguments
@@ -55,7 +55,7 @@ func FuzzHookInput(f *testing.F) {
 		if err != nil {
 			return
 		}
-		g, err := hostside.NewGuest(d)
+		g, err := host.NewGuest(d)
 		if err != nil {
 			return
 		}
@@ -69,7 +69,7 @@ func FuzzHookInput(f *testing.F) {
 			return
 		}
 		for _, ir := range d.Record.Interfaces {
-			_ = hostside.Untrusted(ir)
+			_ = host.Untrusted(ir)
 			// A device name the hook would act on must pass the same
 			// check the hook applies before using it.
 			if netdev.ValidateName(ir.Device) == nil && strings.ContainsAny(ir.Device, "/\x00 \n:") {

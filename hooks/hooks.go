@@ -1,7 +1,7 @@
 // Package hooks speaks libvirt's qemu hook protocol: libvirtd execs the hook
 // with DOMAIN OP SUBOP EXTRA and the domain XML on standard input; only
 // migrate and restore may print a replacement XML. One small handler per
-// operation turns a call into host-side work (package hostside).
+// operation turns a call into host-side work (package host).
 //
 // A hook never calls the libvirt API (libvirtd waits for it: deadlock),
 // never starts a shell, bounds what it reads, and exits in milliseconds.
@@ -17,10 +17,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/virtap/virtap/host"
+	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision/domain"
-	"github.com/virtap/virtap/provision/hostside"
-	"github.com/virtap/virtap/provision/netdev"
-	"github.com/virtap/virtap/provision/store"
 )
 
 // Request is one hook call: `qemu.d/virtap DOMAIN OP SUBOP EXTRA`.
@@ -56,7 +56,7 @@ type Call struct {
 	Req   Request
 	Input []byte
 	Doc   *domain.Doc
-	Guest *hostside.Guest
+	Guest *host.Guest
 	log   hclog.Logger
 }
 
@@ -156,7 +156,7 @@ func RunInput(cfg Config, req Request, input []byte) error {
 	d, err := domain.Parse(input)
 	if err == nil {
 		c.Doc = d
-		c.Guest, err = hostside.NewGuest(d)
+		c.Guest, err = host.NewGuest(d)
 	}
 	if err != nil {
 		if MayFail(req.Op) {
@@ -181,12 +181,12 @@ func MayFail(op string) bool {
 }
 
 // realiser opens the state store (taking the state lock) and netlink.
-func (c *Call) realiser() (*hostside.Realiser, func(), error) {
+func (c *Call) realiser() (*host.Realiser, func(), error) {
 	st, err := store.Open(c.StateDir, store.Options{Timeout: c.LockTimeout, NoSync: c.NoSync, Logger: c.log})
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &hostside.Realiser{Log: c.log, Net: netdev.New(c.log, nil), Store: st, DevRoot: c.DevRoot, SysfsRoot: c.SysfsRoot}
+	r := &host.Realiser{Log: c.log, Net: netdev.New(c.log, nil), Store: st, DevRoot: c.DevRoot, SysfsRoot: c.SysfsRoot}
 	return r, func() { _ = st.Close() }, nil
 }
 
@@ -243,7 +243,7 @@ func (release) Handle(c *Call) error {
 		// Without the state, the tags still say what is the guest's: remove
 		// its devices and filters now; records and VF settings wait for gc.
 		c.log.Error("release: cannot open state; removing tagged devices only, run 'virtap gc' later", "error", err)
-		r := &hostside.Realiser{Log: c.log, Net: netdev.New(c.log, nil), DevRoot: c.DevRoot, SysfsRoot: c.SysfsRoot}
+		r := &host.Realiser{Log: c.log, Net: netdev.New(c.log, nil), DevRoot: c.DevRoot, SysfsRoot: c.SysfsRoot}
 		if err := r.ReleaseDevices(c.Guest.UUID); err != nil {
 			c.log.Error("release: tagged devices", "error", err)
 		}

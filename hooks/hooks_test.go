@@ -19,12 +19,12 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 
+	"github.com/virtap/virtap/host"
+	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision"
-	"github.com/virtap/virtap/provision/hostside"
-	"github.com/virtap/virtap/provision/netdev"
 	"github.com/virtap/virtap/provision/policy"
-	"github.com/virtap/virtap/provision/store"
 )
 
 // The test binary doubles as the hook: with VIRTAP_TEST_HOOK set it runs
@@ -279,7 +279,7 @@ func TestPoolLifecycle(t *testing.T) {
 		t.Fatalf("want one passthrough macvtap on each of vf0, vf1; got %+v", devs)
 	}
 	st := e.store()
-	stat, err := hostside.Collect(st, netdev.New(nil, nil), nil, []hostside.PoolSpec{{Name: "pool", Devices: []string{"vf0", "vf1"}}}, "/sys")
+	stat, err := host.Collect(st, netdev.New(nil, nil), nil, []host.PoolSpec{{Name: "pool", Devices: []string{"vf0", "vf1"}}}, "/sys")
 	st.Close()
 	if err != nil || len(stat.Pools) != 1 || stat.Pools[0].Size != 2 || stat.Pools[0].Free != 0 || len(stat.Pools[0].Holders) != 2 {
 		t.Fatalf("pool status: %+v %v", stat, err)
@@ -307,7 +307,7 @@ func TestPoolLifecycle(t *testing.T) {
 func TestHostAccessShim(t *testing.T) {
 	e := setup(t, 0)
 	x1, x2 := e.guest("one", uuid.New(), "access"), e.guest("two", uuid.New(), "access")
-	shim := hostside.ShimName("access", "up0")
+	shim := host.ShimName("access", "up0")
 	for _, x := range [][]byte{x1, x2} {
 		if err := e.run("prepare", x); err != nil {
 			t.Fatal(err)
@@ -575,7 +575,7 @@ func TestKilledPreparesThenGC(t *testing.T) {
 		t.Fatalf("only %d of 100 prepares were killed: the test does not test crashes", killed)
 	}
 	st := e.store()
-	r := &hostside.Realiser{Log: hclog.NewNullLogger(), Net: netdev.New(nil, nil), Store: st}
+	r := &host.Realiser{Log: hclog.NewNullLogger(), Net: netdev.New(nil, nil), Store: st}
 	if _, err := r.GC(func(uuid.UUID) bool { return false }, nil, false); err != nil {
 		t.Fatalf("gc: %v", err)
 	}
@@ -669,7 +669,7 @@ func TestReleaseWithoutStateLock(t *testing.T) {
 	}
 	holder.Close()
 	st := e.store()
-	r := &hostside.Realiser{Log: hclog.NewNullLogger(), Net: netdev.New(nil, nil), Store: st}
+	r := &host.Realiser{Log: hclog.NewNullLogger(), Net: netdev.New(nil, nil), Store: st}
 	if _, err := r.GC(func(uuid.UUID) bool { return false }, nil, false); err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,8 @@ package hooks
 import (
 	"fmt"
 
+	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/provision"
-	"github.com/virtap/virtap/provision/netdev"
 	"github.com/virtap/virtap/provision/policy"
 )
 
@@ -20,7 +20,7 @@ func (rewrite) Handle(c *Call) error {
 	}
 	host, local := pol.ResolveHost(c.Host)
 	res, err := provision.ProvisionDoc(c.Doc, provision.Options{Policy: pol, Host: host, Local: true,
-		DevRoot: c.DevRoot, ParentMAC: provision.LocalParentMAC})
+		DevRoot: c.DevRoot, ParentMAC: netdev.LinkMAC})
 	if err != nil {
 		return fmt.Errorf("%s of %q to host %s: %w", c.Req.Op, c.Req.Domain, host, err)
 	}

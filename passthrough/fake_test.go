@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/virtap/virtap/provision/store"
+	"github.com/virtap/virtap/internal/store"
 )
 
 // fakeSysfs builds, under root, the part of sysfs that discovery reads, the

@@ -8,7 +8,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/virtap/virtap/internal/nstest"
-	"github.com/virtap/virtap/provision/store"
+	"github.com/virtap/virtap/internal/store"
 )
 
 func addVeth(t *testing.T, nl *netlink.Handle, name, peer string, up bool) netlink.Link {

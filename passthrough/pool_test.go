@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/virtap/virtap/provision/store"
+	"github.com/virtap/virtap/internal/store"
 )
 
 func TestDiscover(t *testing.T) {

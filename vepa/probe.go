@@ -21,7 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 
-	"github.com/virtap/virtap/provision/netdev"
+	"github.com/virtap/virtap/internal/netdev"
 )
 
 // ProbePurpose is the tag purpose of probe devices: "virtap:probe:<pid>-<hex>".

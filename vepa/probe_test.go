@@ -14,8 +14,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nstest"
-	"github.com/virtap/virtap/provision/netdev"
 )
 
 func init() { ProbeIndex = nstest.FreshIndex }

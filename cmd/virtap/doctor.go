@@ -14,7 +14,7 @@ import (
 
 	"github.com/virtap/virtap/doctor"
 	"github.com/virtap/virtap/hooks"
-	"github.com/virtap/virtap/provision/netdev"
+	"github.com/virtap/virtap/internal/netdev"
 )
 
 func doctorCmd(g *globals) *cobra.Command {

@@ -8,10 +8,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
+	"github.com/virtap/virtap/host"
+	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/internal/virt"
-	"github.com/virtap/virtap/provision/hostside"
-	"github.com/virtap/virtap/provision/netdev"
-	"github.com/virtap/virtap/provision/store"
 )
 
 func gcCmd(g *globals) *cobra.Command {
@@ -56,7 +56,7 @@ release never runs after a host crash.`,
 				return err
 			}
 			defer st.Close()
-			r := &hostside.Realiser{Log: g.log, Net: netdev.New(g.log, nil), Store: st}
+			r := &host.Realiser{Log: g.log, Net: netdev.New(g.log, nil), Store: st}
 			acts, gcErr := r.GC(func(u uuid.UUID) bool { _, ok := running[u]; return ok }, defined, dryRun)
 			out := cmd.OutOrStdout()
 			if asJSON {

@@ -9,9 +9,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/vishvananda/netlink"
 
+	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/nft"
 	"github.com/virtap/virtap/internal/nstest"
-	"github.com/virtap/virtap/provision/filter"
-	"github.com/virtap/virtap/provision/netdev"
 )
 
 func TestGCRemovesOnlyTaggedLeftovers(t *testing.T) {
@@ -36,8 +36,8 @@ func TestGCRemovesOnlyTaggedLeftovers(t *testing.T) {
 	// An anti-spoofing table left by a guest that never released (libvirt's
 	// macvtap stands here untagged): gc drops the table, not the device.
 	u2 := uuid.New()
-	fm := filter.New(nil)
-	if err := fm.Apply(filter.Spec{Domain: u2, MAC: ns.MAC(t, "vtpforeign0"), Device: "vtpforeign0"}); err != nil {
+	fm := nft.New(nil)
+	if err := fm.Apply(nft.Spec{Domain: u2, MAC: ns.MAC(t, "vtpforeign0"), Device: "vtpforeign0"}); err != nil {
 		t.Fatal(err)
 	}
 	state := filepath.Join(t.TempDir(), "state")

@@ -9,12 +9,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/virtap/virtap/host"
 	"github.com/virtap/virtap/internal/fsutil"
+	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/internal/udiff"
 	"github.com/virtap/virtap/provision"
 	"github.com/virtap/virtap/provision/domain"
-	"github.com/virtap/virtap/provision/hostside"
-	"github.com/virtap/virtap/provision/store"
 )
 
 type provisionFlags struct {
@@ -80,7 +81,7 @@ func (g *globals) provision(path, host string) (*provision.Result, []byte, error
 		return nil, nil, err
 	}
 	h, local := p.ResolveHost(host)
-	res, err := provision.Provision(in, provision.Options{Policy: p, Host: h, Local: local, ParentMAC: provision.LocalParentMAC})
+	res, err := provision.Provision(in, provision.Options{Policy: p, Host: h, Local: local, ParentMAC: netdev.LinkMAC})
 	if err != nil {
 		if path != "-" {
 			return nil, nil, fmt.Errorf("%s: %w", path, err)
@@ -126,11 +127,11 @@ func (g *globals) writeCloudInit(res *provision.Result, dir string) error {
 	}
 	defer st.Close()
 	files, err := provision.CloudInit(res, func(p provision.Plan) (netip.Addr, error) {
-		pool, err := hostside.ParsePool(p.Network.Addresses, p.Network.Range, p.Network.Gateway)
+		pool, err := host.ParsePool(p.Network.Addresses, p.Network.Range, p.Network.Gateway)
 		if err != nil {
 			return netip.Addr{}, err
 		}
-		return hostside.LeaseFor(st, p.Network.Name, pool, p.Address, store.Holder{UUID: res.Doc.UUID, MAC: p.MAC, Name: res.Doc.Name})
+		return host.LeaseFor(st, p.Network.Name, pool, p.Address, store.Holder{UUID: res.Doc.UUID, MAC: p.MAC, Name: res.Doc.Name})
 	})
 	if err != nil {
 		return err

@@ -12,12 +12,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
+	"github.com/virtap/virtap/host"
+	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/internal/virt"
 	"github.com/virtap/virtap/provision/domain"
-	"github.com/virtap/virtap/provision/hostside"
-	"github.com/virtap/virtap/provision/netdev"
 	"github.com/virtap/virtap/provision/policy"
-	"github.com/virtap/virtap/provision/store"
 )
 
 // guestView is one domain as status shows it.
@@ -30,7 +30,7 @@ type guestView struct {
 
 type statusView struct {
 	Guests []guestView `json:"guests"`
-	*hostside.Status
+	*host.Status
 	Libvirt string `json:"libvirt,omitempty"` // why guests are missing, if they are
 }
 
@@ -44,14 +44,14 @@ func statusCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pol, _ := g.loadPolicy()
 			var nets []string
-			var pools []hostside.PoolSpec
+			var pools []host.PoolSpec
 			if pol != nil {
 				h, _ := pol.ResolveHost("")
 				nets = pol.NetworkNames(h)
 				all, _ := pol.Networks(h)
 				for _, n := range all {
 					if n.Kind == policy.KindPassthrough {
-						pools = append(pools, hostside.PoolSpec{Name: n.Name, PF: n.PF, Devices: n.Devices})
+						pools = append(pools, host.PoolSpec{Name: n.Name, PF: n.PF, Devices: n.Devices})
 					}
 				}
 			}
@@ -62,7 +62,7 @@ func statusCmd(g *globals) *cobra.Command {
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
-			s, err := hostside.Collect(st, netdev.New(g.log, nil), nets, pools, "/sys")
+			s, err := host.Collect(st, netdev.New(g.log, nil), nets, pools, "/sys")
 			if st != nil {
 				st.Close()
 			}

@@ -16,7 +16,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/virtap/virtap/provision/filter"
+	"github.com/virtap/virtap/internal/nft"
 	"github.com/virtap/virtap/test/harness"
 )
 
@@ -75,7 +75,7 @@ func TestVirtapAntispoof(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fm := filter.New(nil)
+	fm := nft.New(nil)
 	uu, tu := uuid.MustParse(gu.UUID), uuid.MustParse(gt.UUID)
 	before, err := fm.Counters(uu)
 	if err != nil {
@@ -107,7 +107,7 @@ func TestVirtapAntispoof(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("capture on %s eth0: %s", topo.ExtNS, seen)
-	t.Logf("untrusted filter before %v, after %v", filter.Dropped(before, macU), filter.Dropped(after, macU))
+	t.Logf("untrusted filter before %v, after %v", nft.Dropped(before, macU), nft.Dropped(after, macU))
 
 	for _, c := range []struct {
 		g     *harness.Guest
@@ -134,9 +134,9 @@ func TestVirtapAntispoof(t *testing.T) {
 	if n := seen.From(spoofU); n != 0 {
 		t.Fatalf("untrusted guest: %d frames from its spoofed MAC %s reached the external host (capture: %s)", n, spoofU, seen)
 	}
-	dropB, dropA := filter.Dropped(before, macU)[filter.ReasonMAC], filter.Dropped(after, macU)[filter.ReasonMAC]
+	dropB, dropA := nft.Dropped(before, macU)[nft.ReasonMAC], nft.Dropped(after, macU)[nft.ReasonMAC]
 	if dropA <= dropB {
-		t.Fatalf("untrusted guest: %q drops did not rise: %d before, %d after", filter.ReasonMAC, dropB, dropA)
+		t.Fatalf("untrusted guest: %q drops did not rise: %d before, %d after", nft.ReasonMAC, dropB, dropA)
 	}
 	if sB, sA := seenCount(before, macU), seenCount(after, macU); sA-sB < dropA-dropB {
 		t.Fatalf("untrusted guest: filter saw %d frames but dropped %d", sA-sB, dropA-dropB)
@@ -187,9 +187,9 @@ exit 0
 }
 
 // filterDevice is the device the filter of mac is bound to ("" if none).
-func filterDevice(cs []filter.Counter, mac net.HardwareAddr) string {
+func filterDevice(cs []nft.Counter, mac net.HardwareAddr) string {
 	for _, c := range cs {
-		if c.MAC == mac.String() && c.Reason == filter.ReasonSeen {
+		if c.MAC == mac.String() && c.Reason == nft.ReasonSeen {
 			return c.Device
 		}
 	}
@@ -197,9 +197,9 @@ func filterDevice(cs []filter.Counter, mac net.HardwareAddr) string {
 }
 
 // seenCount is the "seen" counter of mac's filter.
-func seenCount(cs []filter.Counter, mac net.HardwareAddr) uint64 {
+func seenCount(cs []nft.Counter, mac net.HardwareAddr) uint64 {
 	for _, c := range cs {
-		if c.MAC == mac.String() && c.Reason == filter.ReasonSeen {
+		if c.MAC == mac.String() && c.Reason == nft.ReasonSeen {
 			return c.Packets
 		}
 	}

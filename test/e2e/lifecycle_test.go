@@ -8,8 +8,8 @@ import (
 
 	"libvirt.org/go/libvirtxml"
 
+	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision/domain"
-	"github.com/virtap/virtap/provision/store"
 	"github.com/virtap/virtap/test/harness"
 )
 

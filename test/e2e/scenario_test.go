@@ -221,7 +221,7 @@ func scenarioVEPA(t *testing.T, env *harness.Env, w harness.Wiring) {
 // do not reach each other (the kernel drops their reflected broadcasts, so
 // ARP never resolves) while the external host reaches both. Then, with
 // static neighbour entries (the trigger), reflected unicast does get through
-// private mode: a kernel fact (see provision/netdev TestModePrivate) that
+// private mode: a kernel fact (see internal/netdev TestModePrivate) that
 // makes "private" isolate only behind a switch without hairpin. Hairpin
 // off: isolated again.
 func scenarioPrivate(t *testing.T, env *harness.Env, w harness.Wiring) {

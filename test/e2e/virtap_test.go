@@ -14,7 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/virtap/virtap/doctor"
-	"github.com/virtap/virtap/provision/hostside"
+	"github.com/virtap/virtap/host"
 	"github.com/virtap/virtap/test/harness"
 )
 
@@ -333,7 +333,7 @@ func TestVirtapHostAccess(t *testing.T) {
 	w := harness.NewVirtapWiring(v)
 	nw := topo.Prefix + "-lan"
 	w.AddNetwork(topo, nw, fmt.Sprintf("kind = \"macvtap\"\nparent = %q\nmode = \"bridge\"\nhost_access = %q\n", topo.Uplinks[0], hostIP+"/24"))
-	shim := hostside.ShimName(nw, topo.Uplinks[0])
+	shim := host.ShimName(nw, topo.Uplinks[0])
 	if _, err := netlink.LinkByName(shim); err == nil {
 		t.Fatalf("shim %s exists before any guest", shim)
 	}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/virtap/virtap/host"
 	"github.com/virtap/virtap/provision/domain"
-	"github.com/virtap/virtap/provision/hostside"
 )
 
 // HooksDir is libvirt's hooks directory, where InstallHooks puts virtap's
@@ -127,7 +127,7 @@ func (v *Virtap) UninstallHooks() error {
 // Status is `virtap status --json`.
 type Status struct {
 	Guests []StatusGuest `json:"guests"`
-	hostside.Status
+	host.Status
 	Libvirt string `json:"libvirt,omitempty"`
 }
 

@@ -15,9 +15,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/vishvananda/netlink"
 
+	"github.com/virtap/virtap/host"
+	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nstest"
-	"github.com/virtap/virtap/provision/hostside"
-	"github.com/virtap/virtap/provision/netdev"
 )
 
 // Topology of every case, built fresh inside the VM:
@@ -188,16 +188,16 @@ type topo struct {
 
 func build(t *testing.T, mode, flag string, hairpin, hostAddrs bool) *topo {
 	t.Helper()
-	host := nstest.New(t)
-	s := nstest.NewSwitched(t, host, hairpin)
-	host.AddAddr(t, "up0", "192.0.2.1/24")
-	up := host.Link(t, "up0")
+	hn := nstest.New(t)
+	s := nstest.NewSwitched(t, hn, hairpin)
+	hn.AddAddr(t, "up0", "192.0.2.1/24")
+	up := hn.Link(t, "up0")
 	_, gnet, _ := net.ParseCIDR("198.51.100.0/24")
-	if err := host.NL.RouteAdd(&netlink.Route{LinkIndex: up.Attrs().Index, Dst: gnet, Scope: netlink.SCOPE_LINK}); err != nil {
+	if err := hn.NL.RouteAdd(&netlink.Route{LinkIndex: up.Attrs().Index, Dst: gnet, Scope: netlink.SCOPE_LINK}); err != nil {
 		t.Fatal(err)
 	}
 	extVia(t, s, true)
-	m := netdev.New(nil, host.NL)
+	m := netdev.New(nil, hn.NL)
 	tp := &topo{s: s, m: m, upMAC: up.Attrs().HardwareAddr, extMAC: s.ExtMAC}
 	tp.a = newGuest(t, m, "vtiA", mode, flag, guestA, 1)
 	tp.b = newGuest(t, m, "vtiB", mode, flag, guestB, 2)
@@ -207,7 +207,7 @@ func build(t *testing.T, mode, flag string, hairpin, hostAddrs bool) *topo {
 	if hostAddrs {
 		for _, g := range []*guest{tp.a, tp.b} {
 			a, _ := netip.AddrFromSlice(g.ip)
-			if err := hostside.AddGuestAddresses(host.NL, g.dev.Name, []netip.Addr{a}); err != nil {
+			if err := host.AddGuestAddresses(hn.NL, g.dev.Name, []netip.Addr{a}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -359,7 +359,7 @@ func TestHostSideEffects(t *testing.T) {
 	if !echo(t, tp.a, tp.extMAC, extIP, nil, true) {
 		t.Errorf("echo reply did not reach guest A on-link after it answered ARP")
 	}
-	addrs, err := hostside.GuestAddresses(h, "vtiA")
+	addrs, err := host.GuestAddresses(h, "vtiA")
 	if err != nil || len(addrs) != 1 || addrs[0] != netip.MustParseAddr("198.51.100.11") {
 		t.Errorf("GuestAddresses(vtiA) = %v, %v", addrs, err)
 	}

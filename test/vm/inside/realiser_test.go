@@ -10,13 +10,13 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/virtap/virtap/host"
+	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision"
 	"github.com/virtap/virtap/provision/domain"
-	"github.com/virtap/virtap/provision/hostside"
-	"github.com/virtap/virtap/provision/netdev"
 	"github.com/virtap/virtap/provision/policy"
-	"github.com/virtap/virtap/provision/store"
 )
 
 const guestXML = `<domain type='qemu'>
@@ -52,7 +52,7 @@ func provisioned(t *testing.T, mode, vhost string) *provision.Result {
 		t.Fatal(err)
 	}
 	res, err := provision.Provision([]byte(guestXML), provision.Options{Policy: pol, Host: "vm", Local: true,
-		ParentMAC: provision.LocalParentMAC})
+		ParentMAC: netdev.LinkMAC})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,16 +67,16 @@ func provisioned(t *testing.T, mode, vhost string) *provision.Result {
 func TestPrepareRelease(t *testing.T) {
 	for _, mode := range []string{"l2", "l3"} {
 		t.Run(mode, func(t *testing.T) {
-			host := nstest.New(t)
-			nstest.NewSwitched(t, host, false)
+			hn := nstest.New(t)
+			nstest.NewSwitched(t, hn, false)
 			res := provisioned(t, mode, "auto")
 			st, err := store.Open(t.TempDir(), store.Options{NoSync: true})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer st.Close()
-			r := &hostside.Realiser{Log: hclog.NewNullLogger(), Net: netdev.New(nil, host.NL), Store: st}
-			g, err := hostside.NewGuest(res.Doc)
+			r := &host.Realiser{Log: hclog.NewNullLogger(), Net: netdev.New(nil, hn.NL), Store: st}
+			g, err := host.NewGuest(res.Doc)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,10 +97,10 @@ func TestPrepareRelease(t *testing.T) {
 			if d.Kind != "ipvtap" || d.Mode != mode || d.Flag != "bridge" || d.Parent != "up0" || !d.Ours() {
 				t.Errorf("device %+v, want ipvtap %s bridge on up0 tagged", d, mode)
 			}
-			if !strings.EqualFold(d.MAC.String(), ir.MAC) || !strings.EqualFold(host.MAC(t, "up0").String(), ir.MAC) {
-				t.Errorf("device MAC %s, record MAC %s, parent MAC %s: all must be equal", d.MAC, ir.MAC, host.MAC(t, "up0"))
+			if !strings.EqualFold(d.MAC.String(), ir.MAC) || !strings.EqualFold(hn.MAC(t, "up0").String(), ir.MAC) {
+				t.Errorf("device MAC %s, record MAC %s, parent MAC %s: all must be equal", d.MAC, ir.MAC, hn.MAC(t, "up0"))
 			}
-			addrs, err := hostside.GuestAddresses(host.NL, ir.Device)
+			addrs, err := host.GuestAddresses(hn.NL, ir.Device)
 			first := netip.MustParseAddr("198.51.100.20")
 			if err != nil || len(addrs) != 1 || addrs[0] != first {
 				t.Fatalf("addresses on %s = %v, %v; want [%s] (first of the range)", ir.Device, addrs, err, first)
@@ -116,7 +116,7 @@ func TestPrepareRelease(t *testing.T) {
 			if err := r.Prepare(g); err != nil {
 				t.Fatal(err)
 			}
-			if addrs, _ := hostside.GuestAddresses(host.NL, ir.Device); len(addrs) != 1 || addrs[0] != first {
+			if addrs, _ := host.GuestAddresses(hn.NL, ir.Device); len(addrs) != 1 || addrs[0] != first {
 				t.Errorf("second prepare: addresses %v, want the same lease %s", addrs, first)
 			}
 			release(t, r, g)
@@ -128,7 +128,7 @@ func TestPrepareRelease(t *testing.T) {
 }
 
 // release runs Release, which must not report any problem.
-func release(t *testing.T, r *hostside.Realiser, g *hostside.Guest) {
+func release(t *testing.T, r *host.Realiser, g *host.Guest) {
 	t.Helper()
 	if err := r.Release(g.UUID, g.Name); err != nil {
 		t.Fatal(err)
@@ -145,8 +145,8 @@ func TestVhostAuto(t *testing.T) {
 	if fi, err := os.Stat("/dev/vhost-net"); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
 		t.Fatalf("/dev/vhost-net after loading vhost_net: %v", err)
 	}
-	host := nstest.New(t)
-	nstest.NewSwitched(t, host, false)
+	hn := nstest.New(t)
+	nstest.NewSwitched(t, hn, false)
 	res := provisioned(t, "l2", "auto")
 	if !strings.Contains(string(res.XML), "<driver name=\"vhost\"") && !strings.Contains(string(res.XML), "<driver name='vhost'") {
 		t.Errorf("vhost = auto on a host with /dev/vhost-net: no vhost driver in\n%s", res.XML)

@@ -1,4 +1,4 @@
-package hostside
+package host
 
 import (
 	"errors"
@@ -7,8 +7,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/virtap/virtap/provision/filter"
-	"github.com/virtap/virtap/provision/netdev"
+	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/nft"
 	"github.com/virtap/virtap/vepa"
 )
 
@@ -72,7 +72,7 @@ func (r *Realiser) GC(running func(uuid.UUID) bool, defined func(uuid.UUID) bool
 	}
 	for _, u := range tables {
 		if !running(u) {
-			acts = append(acts, GCAction{What: "filter", Name: filter.TableName(u), Domain: u.String(), Reason: "its domain is not running"})
+			acts = append(acts, GCAction{What: "filter", Name: nft.TableName(u), Domain: u.String(), Reason: "its domain is not running"})
 			gone[u] = true
 		}
 	}

@@ -1,12 +1,12 @@
-package hostside
+package host
 
 import (
 	"sort"
 
+	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/nft"
+	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/passthrough"
-	"github.com/virtap/virtap/provision/filter"
-	"github.com/virtap/virtap/provision/netdev"
-	"github.com/virtap/virtap/provision/store"
 )
 
 // Status is what virtap holds on this host.
@@ -133,7 +133,7 @@ func poolWithoutStore(p *passthrough.Pool, inUse func(string) bool) (passthrough
 
 // collectFilters reads the counters of every anti-spoofing table.
 func collectFilters() ([]FilterStatus, error) {
-	fm := filter.New(nil)
+	fm := nft.New(nil)
 	ids, err := fm.Domains()
 	if err != nil {
 		return nil, err
@@ -156,7 +156,7 @@ func collectFilters() ([]FilterStatus, error) {
 			if c.Device != "" {
 				f.Device = c.Device
 			}
-			if c.Reason == filter.ReasonSeen {
+			if c.Reason == nft.ReasonSeen {
 				f.Seen += c.Packets
 			} else {
 				f.Dropped[c.Reason] += c.Packets

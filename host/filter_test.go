@@ -1,4 +1,4 @@
-package hostside
+package host
 
 import (
 	"bytes"
@@ -13,11 +13,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/nft"
 	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision/domain"
-	"github.com/virtap/virtap/provision/filter"
-	"github.com/virtap/virtap/provision/netdev"
-	"github.com/virtap/virtap/provision/store"
 )
 
 // The hook path of anti-spoofing for libvirt's macvtaps: a device libvirt
@@ -27,7 +27,7 @@ import (
 type fixture struct {
 	s   *nstest.Switched
 	r   *Realiser
-	fm  *filter.Manager
+	fm  *nft.Manager
 	dom uuid.UUID
 }
 
@@ -41,7 +41,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	log := hclog.NewNullLogger()
-	f := &fixture{s: s, r: &Realiser{Log: log, Net: netdev.New(log, host.NL), Store: st}, fm: filter.New(log), dom: uuid.New()}
+	f := &fixture{s: s, r: &Realiser{Log: log, Net: netdev.New(log, host.NL), Store: st}, fm: nft.New(log), dom: uuid.New()}
 	t.Cleanup(func() { _ = f.fm.Remove(f.dom) })
 	return f
 }
@@ -152,7 +152,7 @@ func TestStartFiltersLibvirtMacvtapUntilRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := filter.Dropped(cs, mac); d[filter.ReasonMAC] == 0 {
+	if d := nft.Dropped(cs, mac); d[nft.ReasonMAC] == 0 {
 		t.Errorf("no drop counted: %+v", cs)
 	}
 	if err := f.r.Release(f.dom, "web"); err != nil {

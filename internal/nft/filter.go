@@ -1,4 +1,4 @@
-// Package filter installs virtap's anti-spoofing rules for untrusted guest
+// Package nft installs virtap's anti-spoofing rules for untrusted guest
 // interfaces: nftables in the netdev family, through netlink
 // (github.com/google/nftables), never the nft binary.
 //
@@ -19,7 +19,7 @@
 // only ("g525400123456" and its "-arp", "-ip4", "-ip6", "-nd" helpers).
 // Every drop rule has a counter and a comment "virtap:<reason>"; Counters
 // reads them back.
-package filter
+package nft
 
 import (
 	"crypto/sha256"
@@ -40,7 +40,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/virtap/virtap/provision/netdev"
+	"github.com/virtap/virtap/internal/netdev"
 )
 
 // TablePrefix starts the name of every nftables table virtap owns.

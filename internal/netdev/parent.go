@@ -81,3 +81,14 @@ func (m *Manager) MacvlanChildren(parent string) ([]Device, error) {
 	}
 	return out, nil
 }
+
+// LinkMAC reads the MAC address of the host link called ifname, in the
+// network namespace of the calling thread (provisioning for this host reads
+// an ipvtap parent's MAC through it).
+func LinkMAC(ifname string) (net.HardwareAddr, error) {
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return nil, err
+	}
+	return l.Attrs().HardwareAddr, nil
+}

@@ -1,4 +1,4 @@
-package filter
+package nft
 
 import (
 	"bytes"
@@ -15,8 +15,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nstest"
-	"github.com/virtap/virtap/provision/netdev"
 )
 
 // Frame-level tests: a "guest" is a macvtap's /dev/tapN in a throwaway

@@ -1,4 +1,4 @@
-package hostside
+package host
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/virtap/virtap/provision/store"
+	"github.com/virtap/virtap/internal/store"
 )
 
 // ipvlan delivers by IP address: a frame that arrives on the parent (or

@@ -1,4 +1,4 @@
-package hostside
+package host
 
 import (
 	"strings"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/virtap/virtap/provision/store"
+	"github.com/virtap/virtap/internal/store"
 )
 
 func TestLeaseForFixedAddress(t *testing.T) {

@@ -1,4 +1,4 @@
-package hostside
+package host
 
 import (
 	"net"
@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/virtap/virtap/internal/nstest"
-	"github.com/virtap/virtap/provision/store"
+	"github.com/virtap/virtap/internal/store"
 )
 
 // This machine's kernel has no ipvlan: the ipvtap paths run in the test

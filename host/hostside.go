@@ -1,4 +1,4 @@
-// Package hostside realises and releases the host side of provisioned guest
+// Package host realises and releases the host side of provisioned guest
 // interfaces: the devices virtap creates itself (ipvtap, passthrough-pool
 // macvtaps, host-access shims), pool reservations and their records. The
 // hook calls it on the guest's lifecycle; gc calls it for leftovers.
@@ -6,7 +6,7 @@
 // Every change is recorded before it is made (a write-ahead intent in the
 // store) and every device carries virtap's tag, so a crash at any point
 // leaves a state that Release or gc finishes.
-package hostside
+package host
 
 import (
 	"crypto/sha256"
@@ -23,10 +23,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 
+	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/passthrough"
 	"github.com/virtap/virtap/provision/domain"
-	"github.com/virtap/virtap/provision/netdev"
-	"github.com/virtap/virtap/provision/store"
 )
 
 // Realiser does the host-side work for one hook or gc run.

@@ -1,4 +1,4 @@
-package hostside
+package host
 
 import (
 	"errors"
@@ -9,20 +9,20 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/virtap/virtap/provision/filter"
-	"github.com/virtap/virtap/provision/netdev"
+	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/nft"
 )
 
 // Anti-spoofing (SECURITY.md): an untrusted guest interface gets an
 // nftables filter on the egress hook of its own host device, which sees
-// every frame the guest sends (package filter). Devices virtap makes
+// every frame the guest sends (package internal/nft). Devices virtap makes
 // (ipvtap, pool macvtaps) are filtered at prepare, as soon as they exist;
 // libvirt's own macvtaps (type='direct') are filtered at start, from the
 // device named in the live XML, before QEMU runs, and again at started.
 
 // filters is the filter manager for the namespace of the calling thread
 // (the one r.Net works in for the hook and its tests).
-func (r *Realiser) filters() *filter.Manager { return filter.New(r.Log) }
+func (r *Realiser) filters() *nft.Manager { return nft.New(r.Log) }
 
 // Untrusted reports whether an interface record gets anti-spoofing rules.
 // Anything but an explicit "trusted" counts as untrusted (fail closed).
@@ -60,16 +60,16 @@ func (r *Realiser) applyFilter(g *Guest, ir IfaceRecordAlias, device string, und
 
 // filterSpec builds the filter of one interface: its MAC and the addresses
 // virtap leased to it (none known: only the MAC is enforced).
-func (r *Realiser) filterSpec(g *Guest, ir IfaceRecordAlias, device string) (filter.Spec, error) {
+func (r *Realiser) filterSpec(g *Guest, ir IfaceRecordAlias, device string) (nft.Spec, error) {
 	hw, err := net.ParseMAC(ir.MAC)
 	if err != nil {
-		return filter.Spec{}, fmt.Errorf("MAC %q: %v", ir.MAC, err)
+		return nft.Spec{}, fmt.Errorf("MAC %q: %v", ir.MAC, err)
 	}
 	addrs, err := r.leasedAddresses(g.UUID, ir)
 	if err != nil {
-		return filter.Spec{}, err
+		return nft.Spec{}, err
 	}
-	s := filter.Spec{Domain: g.UUID, MAC: hw, Device: device, Addresses: addrs}
+	s := nft.Spec{Domain: g.UUID, MAC: hw, Device: device, Addresses: addrs}
 	return s, s.Validate()
 }
 

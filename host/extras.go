@@ -1,4 +1,4 @@
-package hostside
+package host
 
 import (
 	"github.com/virtap/virtap/provision/domain"

@@ -1,4 +1,4 @@
-package hostside
+package host
 
 import (
 	"net/netip"
@@ -7,9 +7,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nstest"
-	"github.com/virtap/virtap/provision/netdev"
-	"github.com/virtap/virtap/provision/store"
+	"github.com/virtap/virtap/internal/store"
 )
 
 // Leases outlive a stop; gc frees them only for domains no longer defined,
