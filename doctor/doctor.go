@@ -309,7 +309,7 @@ func (r *run) networkChecks(ctx context.Context, nets []*policy.Network) error {
 		l.nets = append(l.nets, n)
 	}
 	if r.env.Probe && r.env.Prober == nil {
-		removed, err := vepa.CleanupStaleProbes(r.env.Net.Handle())
+		removed, err := r.env.Net.DeleteStaleProbes()
 		if err != nil {
 			r.log.Warn("cannot remove stale probe devices", "error", err)
 		} else if len(removed) > 0 {

@@ -182,7 +182,7 @@ func (r *run) budgetCheck(l *lower, res resFunc) {
 		return
 	}
 	for _, k := range kids {
-		if k.Tag.Purpose() == vepa.ProbePurpose {
+		if k.Tag.Purpose() == netdev.ProbePurpose {
 			continue
 		}
 		m := strings.ToLower(k.MAC.String())

@@ -9,7 +9,6 @@ import (
 
 	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nft"
-	"github.com/virtap/virtap/vepa"
 )
 
 // GCAction is one thing gc removed (or would remove, in a dry run).
@@ -172,7 +171,7 @@ func (r *Realiser) GC(running func(uuid.UUID) bool, defined func(uuid.UUID) bool
 	}
 	// 5. Probe devices of dead doctor runs.
 	if !dryRun {
-		removed, err := vepa.CleanupStaleProbes(r.Net.Handle())
+		removed, err := r.Net.DeleteStaleProbes()
 		if err != nil {
 			errs = append(errs, err)
 		}

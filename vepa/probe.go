@@ -13,8 +13,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -23,9 +21,6 @@ import (
 
 	"github.com/virtap/virtap/internal/netdev"
 )
-
-// ProbePurpose is the tag purpose of probe devices: "virtap:probe:<pid>-<hex>".
-const ProbePurpose = "probe"
 
 // ErrInterrupted is returned (wrapped, with the signal) when SIGINT or
 // SIGTERM arrived during a probe. The probe devices are removed before
@@ -51,8 +46,8 @@ type ProbeResult struct {
 // A VEPA device never delivers to a sibling inside the host, so the frame
 // can only reach B through the switch. Both devices are always removed: on
 // return, on ctx cancellation, and on SIGINT/SIGTERM (a handler is installed
-// for the duration). A SIGKILL leaves them behind: CleanupStaleProbes
-// removes those.
+// for the duration). A SIGKILL leaves them behind:
+// netdev.Manager.DeleteStaleProbes removes those.
 //
 // h is the netlink handle for the parent's namespace (nil: the calling
 // thread's namespace). The frame leaves the host on parent: run the probe
@@ -106,7 +101,7 @@ func Probe(ctx context.Context, log hclog.Logger, h *netlink.Handle, parent stri
 	if err != nil {
 		return res, err
 	}
-	tag := netdev.PurposeTag(ProbePurpose, id)
+	tag := netdev.PurposeTag(netdev.ProbePurpose, id)
 	log = log.With("probe_id", id)
 	// Remove both devices whatever happens below. Delete checks the tag, so
 	// it never removes a device it did not make.
@@ -201,37 +196,4 @@ func randomMAC() net.HardwareAddr {
 	_, _ = rand.Read(m)
 	m[0] = (m[0] | 0x02) &^ 0x01 // locally administered unicast
 	return m
-}
-
-// probePID is the pid recorded in a probe tag id, 0 if none.
-func probePID(id string) int {
-	s, _, ok := strings.Cut(id, "-")
-	if !ok {
-		return 0
-	}
-	pid, err := strconv.Atoi(s)
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	return pid
-}
-
-// alive reports whether a process with this pid exists.
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-// CleanupStaleProbes removes probe devices left behind by probes whose
-// process is gone (for example after SIGKILL). Devices of a probe still
-// running in a live process are kept. h as for Probe. It returns the names
-// removed. doctor and gc call it.
-func CleanupStaleProbes(h *netlink.Handle) ([]string, error) {
-	m := netdev.New(nil, h)
-	return m.DeleteTagged(func(t netdev.Tag) bool {
-		return t.Purpose() == ProbePurpose && !alive(probePID(t.ID))
-	}, 4)
 }

@@ -3,9 +3,7 @@ package vepa
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -135,57 +133,4 @@ func TestProbeSignal(t *testing.T) {
 	if left := probeLinks(t, ns); len(left) != 0 {
 		t.Fatalf("interrupted probe left devices: %v", left)
 	}
-}
-
-func TestCleanupStaleProbes(t *testing.T) {
-	ns := nstest.New(t)
-	s := nstest.NewSwitched(t, ns, false)
-	// A pid that surely is gone: a child that has exited and been reaped.
-	c := exec.Command("/bin/true")
-	if err := c.Run(); err != nil {
-		t.Fatal(err)
-	}
-	dead := c.Process.Pid
-	m := netdev.New(testLogger(t), ns.NL)
-	mk := func(name, id string) {
-		t.Helper()
-		if _, err := m.Create(netdev.Spec{Name: name, Kind: netdev.KindMacvtap, Parent: s.Uplink, Mode: "vepa",
-			Tag: netdev.PurposeTag(ProbePurpose, id), Index: nstest.FreshIndex()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mk("vtprbdeada", fmt.Sprintf("%d-00000001", dead))
-	mk("vtprbdeadb", fmt.Sprintf("%d-00000001", dead))
-	mk("vtprbnopid", "garbage")
-	mk("vtprblivea", fmt.Sprintf("%d-00000002", os.Getpid())) // a running probe: keep
-	if _, err := m.Create(netdev.Spec{Name: "shim0", Kind: netdev.KindMacvlan, Parent: s.Uplink, Mode: "bridge",
-		Tag: netdev.PurposeTag("shim", "x")}); err != nil {
-		t.Fatal(err)
-	}
-	removed, err := CleanupStaleProbes(ns.NL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := strings.Join(sortStrings(removed), ",")
-	if got != "vtprbdeada,vtprbdeadb,vtprbnopid" {
-		t.Fatalf("removed %q", got)
-	}
-	if left := strings.Join(sortStrings(probeLinks(t, ns)), ","); left != "vtprblivea" {
-		t.Fatalf("left %q", left)
-	}
-	if _, ok, _ := m.Find("shim0"); !ok {
-		t.Fatal("non-probe device removed")
-	}
-}
-
-func sortStrings(s []string) []string {
-	out := append([]string(nil), s...)
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[j] < out[i] {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
-	return out
 }
