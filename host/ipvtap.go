@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 
 	"github.com/google/uuid"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/virtap/virtap/internal/ipam"
 	"github.com/virtap/virtap/internal/store"
 )
 
@@ -135,14 +135,7 @@ func ParsePool(addresses, rng, gateway string) (Pool, error) {
 		return p, fmt.Errorf("addresses %q: %v", addresses, err)
 	}
 	if rng != "" {
-		lo, hi, ok := strings.Cut(rng, "-")
-		if !ok {
-			return p, fmt.Errorf("range %q: want FIRST-LAST", rng)
-		}
-		if p.First, err = netip.ParseAddr(strings.TrimSpace(lo)); err != nil {
-			return p, fmt.Errorf("range %q: %v", rng, err)
-		}
-		if p.Last, err = netip.ParseAddr(strings.TrimSpace(hi)); err != nil {
+		if p.First, p.Last, err = ipam.ParseRange(rng); err != nil {
 			return p, fmt.Errorf("range %q: %v", rng, err)
 		}
 	}

@@ -19,6 +19,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/virtap/virtap/internal/ifname"
 )
 
 // VF is one member of a pool.
@@ -37,20 +39,11 @@ func (v VF) Key() string {
 	return v.Netdev
 }
 
-// ValidIfName reports whether s can be a Linux interface name; only such
-// names are ever joined into a sysfs path.
-func ValidIfName(s string) error {
-	if s == "" || len(s) > 15 || s == "." || s == ".." || strings.ContainsAny(s, "/\x00 \t\n:") {
-		return fmt.Errorf("invalid interface name %q", s)
-	}
-	return nil
-}
-
 // Discover lists the VFs of pf from <sysfsRoot>/class/net/<pf>/device/virtfn<N>,
 // sorted by index. A VF without a netdev (bound to another driver) is
 // listed with Netdev "".
 func Discover(sysfsRoot, pf string) ([]VF, error) {
-	if err := ValidIfName(pf); err != nil {
+	if err := ifname.Validate(pf); err != nil {
 		return nil, fmt.Errorf("pf: %w", err)
 	}
 	devDir := filepath.Join(sysfsRoot, "class", "net", pf, "device")
@@ -101,7 +94,7 @@ func DiscoverDevices(sysfsRoot string, names []string) ([]VF, error) {
 	var out []VF
 	seen := map[string]bool{}
 	for _, n := range names {
-		if err := ValidIfName(n); err != nil {
+		if err := ifname.Validate(n); err != nil {
 			return nil, fmt.Errorf("devices: %w", err)
 		}
 		if seen[n] {

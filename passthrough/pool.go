@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/virtap/virtap/internal/ifname"
+
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 
@@ -66,7 +68,7 @@ func (p *Pool) Members() ([]Member, error) {
 	for _, n := range p.Devices {
 		vfs, err := DiscoverDevices(p.SysfsRoot, []string{n})
 		if err != nil {
-			if ValidIfName(n) != nil {
+			if ifname.Validate(n) != nil {
 				return nil, fmt.Errorf("pool %q: %w", p.Name, err)
 			}
 			// Not under this sysfs: sysfs shows the namespace it was
@@ -363,7 +365,7 @@ func LinkUsage(h *netlink.Handle) (func(netdev string) bool, error) {
 // SysfsNetExists reports whether <root>/class/net/<name> exists; a small
 // helper for doctor checks.
 func SysfsNetExists(root, name string) bool {
-	if ValidIfName(name) != nil {
+	if ifname.Validate(name) != nil {
 		return false
 	}
 	_, err := os.Stat(filepath.Join(root, "class", "net", name))

@@ -23,9 +23,10 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/virtap/virtap/internal/ifname"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
@@ -48,7 +49,7 @@ var (
 )
 
 // MaxNameLen is the longest interface name Linux accepts (IFNAMSIZ-1).
-const MaxNameLen = 15
+const MaxNameLen = ifname.MaxLen
 
 // Kinds of devices this package manages.
 const (
@@ -113,15 +114,11 @@ var ipvlanFlags = map[string]netlink.IPVlanFlag{
 	"bridge": netlink.IPVLAN_FLAG_BRIDGE, "private": netlink.IPVLAN_FLAG_PRIVATE, "vepa": netlink.IPVLAN_FLAG_VEPA,
 }
 
-// ValidateName checks a Linux interface name.
+// ValidateName checks a Linux interface name (ifname.Validate); the error
+// wraps ErrInvalidSpec.
 func ValidateName(name string) error {
-	switch {
-	case name == "" || name == "." || name == "..":
-		return fmt.Errorf("%w: bad interface name %q", ErrInvalidSpec, name)
-	case len(name) > MaxNameLen:
-		return fmt.Errorf("%w: interface name %q is %d characters, at most %d allowed", ErrInvalidSpec, name, len(name), MaxNameLen)
-	case strings.ContainsAny(name, "/: \t\n\x00"):
-		return fmt.Errorf("%w: interface name %q contains '/', ':' or white space", ErrInvalidSpec, name)
+	if err := ifname.Validate(name); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidSpec, err)
 	}
 	return nil
 }
