@@ -4,12 +4,34 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
 	"github.com/virtap/virtap/internal/nstest"
 	"github.com/virtap/virtap/internal/store"
 )
+
+// waitOperUp waits until the kernel's linkwatch has moved name to operstate
+// up: it does so asynchronously after carrier comes, and later under load, so
+// LinkUsage read right after LinkSetUp may still see lowerlayerdown.
+func waitOperUp(t *testing.T, nl *netlink.Handle, name string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l, err := nl.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Attrs().OperState == netlink.OperUp {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: operstate %s, not up after 10s", name, l.Attrs().OperState)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
 
 func addVeth(t *testing.T, nl *netlink.Handle, name, peer string, up bool) netlink.Link {
 	t.Helper()
@@ -32,6 +54,7 @@ func addVeth(t *testing.T, nl *netlink.Handle, name, peer string, up bool) netli
 				t.Fatal(err)
 			}
 		}
+		waitOperUp(t, nl, name)
 	}
 	return l
 }
