@@ -15,6 +15,7 @@ import (
 
 	"github.com/virtap/virtap/host"
 	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
 )
 
@@ -233,7 +234,7 @@ func gcOrphans(m *netdev.Manager, dir string, n int) (time.Duration, error) {
 		return 0, err
 	}
 	defer st.Close()
-	r := &host.Realiser{Log: hclog.NewNullLogger(), Net: m, Store: st, DevRoot: "/dev", SysfsRoot: "/sys"}
+	r := host.New(hclog.NewNullLogger(), m, st, paths.Roots{})
 	start := time.Now()
 	acts, err := r.GC(func(uuid.UUID) bool { return false }, nil, false)
 	took := time.Since(start)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/virtap/virtap/host"
 	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision/domain"
 )
@@ -180,13 +181,16 @@ func MayFail(op string) bool {
 	return false
 }
 
+// roots are the /dev and /sys the call works on.
+func (c *Call) roots() paths.Roots { return paths.Roots{Dev: c.DevRoot, Sys: c.SysfsRoot} }
+
 // realiser opens the state store (taking the state lock) and netlink.
 func (c *Call) realiser() (*host.Realiser, func(), error) {
 	st, err := store.Open(c.StateDir, store.Options{Timeout: c.LockTimeout, NoSync: c.NoSync, Logger: c.log})
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &host.Realiser{Log: c.log, Net: netdev.New(c.log, nil), Store: st, DevRoot: c.DevRoot, SysfsRoot: c.SysfsRoot}
+	r := host.New(c.log, netdev.New(c.log, nil), st, c.roots())
 	return r, func() { _ = st.Close() }, nil
 }
 
@@ -243,14 +247,14 @@ func (release) Handle(c *Call) error {
 		// Without the state, the tags still say what is the guest's: remove
 		// its devices and filters now; records and VF settings wait for gc.
 		c.log.Error("release: cannot open state; removing tagged devices only, run 'virtap gc' later", "error", err)
-		r := &host.Realiser{Log: c.log, Net: netdev.New(c.log, nil), DevRoot: c.DevRoot, SysfsRoot: c.SysfsRoot}
-		if err := r.ReleaseDevices(c.Guest.UUID); err != nil {
+		r := host.New(c.log, netdev.New(c.log, nil), nil, c.roots())
+		if err := r.Release(c.Guest); err != nil {
 			c.log.Error("release: tagged devices", "error", err)
 		}
 		return nil
 	}
 	defer done()
-	if err := r.ReleaseGuest(c.Guest); err != nil {
+	if err := r.Release(c.Guest); err != nil {
 		c.log.Error("release left something behind; 'virtap gc' removes it", "error", err)
 	}
 	return nil

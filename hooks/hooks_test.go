@@ -22,6 +22,7 @@ import (
 	"github.com/virtap/virtap/host"
 	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision"
 	"github.com/virtap/virtap/provision/policy"
@@ -575,7 +576,7 @@ func TestKilledPreparesThenGC(t *testing.T) {
 		t.Fatalf("only %d of 100 prepares were killed: the test does not test crashes", killed)
 	}
 	st := e.store()
-	r := &host.Realiser{Log: hclog.NewNullLogger(), Net: netdev.New(nil, nil), Store: st}
+	r := host.New(hclog.NewNullLogger(), netdev.New(nil, nil), st, paths.Roots{})
 	if _, err := r.GC(func(uuid.UUID) bool { return false }, nil, false); err != nil {
 		t.Fatalf("gc: %v", err)
 	}
@@ -669,7 +670,7 @@ func TestReleaseWithoutStateLock(t *testing.T) {
 	}
 	holder.Close()
 	st := e.store()
-	r := &host.Realiser{Log: hclog.NewNullLogger(), Net: netdev.New(nil, nil), Store: st}
+	r := host.New(hclog.NewNullLogger(), netdev.New(nil, nil), st, paths.Roots{})
 	if _, err := r.GC(func(uuid.UUID) bool { return false }, nil, false); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nft"
+	"github.com/virtap/virtap/provision/policy"
 )
 
 // Anti-spoofing (SECURITY.md): an untrusted guest interface gets an
@@ -28,7 +29,7 @@ func (r *Realiser) filters() *nft.Manager { return nft.New(r.Log) }
 // Anything but an explicit "trusted" counts as untrusted (fail closed).
 // Linux-bridge interfaces are left to libvirt's nwfilter, which works there.
 func Untrusted(ir IfaceRecordAlias) bool {
-	return ir.Kind != "bridge" && ir.Trust != "trusted"
+	return ir.Kind != policy.KindBridge && ir.Trust != policy.TrustTrusted
 }
 
 // applyFilter installs anti-spoofing on the host side of a guest's device
@@ -121,7 +122,7 @@ func (r *Realiser) startFilters(g *Guest, strict bool) error {
 			errs = append(errs, &Error{Domain: g.Name, MAC: ir.MAC, Msg: "anti-spoofing: " + fmt.Sprintf(format, args...)})
 		}
 		device := ir.Device
-		if ir.Kind == "macvtap" {
+		if ir.Kind == policy.KindMacvtap {
 			device = liveTarget(g, ir.MAC)
 			if device == "" {
 				if strict {
@@ -174,10 +175,10 @@ func (r *Realiser) checkFilterDevice(g *Guest, ir IfaceRecordAlias, name string)
 	if d.Kind != netdev.KindMacvtap && d.Kind != netdev.KindIPvtap {
 		return fmt.Errorf("device %s is a %s, not a macvtap or ipvtap", name, d.Kind)
 	}
-	if d.Ours() && d.Tag.Scope != g.UUID.String() {
+	if d.Ours() && !d.Tag.For(g.UUID) {
 		return fmt.Errorf("device %s is tagged for another guest (%s)", name, d.Tag.String())
 	}
-	if ir.Kind == "macvtap" || ir.Kind == "passthrough" {
+	if ir.Kind == policy.KindMacvtap || ir.Kind == policy.KindPassthrough {
 		// ipvtap devices carry their parent's MAC; macvtaps the guest's.
 		if !strings.EqualFold(d.MAC.String(), ir.MAC) {
 			return fmt.Errorf("device %s has MAC %s, not the guest's %s", name, d.MAC, ir.MAC)

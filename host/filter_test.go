@@ -16,6 +16,7 @@ import (
 	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nft"
 	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision/domain"
 )
@@ -41,7 +42,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	log := hclog.NewNullLogger()
-	f := &fixture{s: s, r: &Realiser{Log: log, Net: netdev.New(log, host.NL), Store: st}, fm: nft.New(log), dom: uuid.New()}
+	f := &fixture{s: s, r: New(log, netdev.New(log, host.NL), st, paths.Roots{}), fm: nft.New(log), dom: uuid.New()}
 	t.Cleanup(func() { _ = f.fm.Remove(f.dom) })
 	return f
 }
@@ -155,7 +156,7 @@ func TestStartFiltersLibvirtMacvtapUntilRelease(t *testing.T) {
 	if d := nft.Dropped(cs, mac); d[nft.ReasonMAC] == 0 {
 		t.Errorf("no drop counted: %+v", cs)
 	}
-	if err := f.r.Release(f.dom, "web"); err != nil {
+	if err := f.r.Release(&Guest{UUID: f.dom, Name: "web"}); err != nil {
 		t.Fatal(err)
 	}
 	ds, err := f.fm.Domains()

@@ -9,11 +9,12 @@ import (
 
 	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nft"
+	"github.com/virtap/virtap/provision/policy"
 )
 
 // GCAction is one thing gc removed (or would remove, in a dry run).
 type GCAction struct {
-	What   string `json:"what"`   // device | record | reservation | shim | probe
+	What   string `json:"what"`   // device | record | filter | reservation | lease | shim | probe
 	Name   string `json:"name"`   // device name, or domain UUID for records
 	Domain string `json:"domain"` // the owner, when known
 	Reason string `json:"reason"`
@@ -29,170 +30,230 @@ type GCAction struct {
 // are freed only when defined says the domain no longer exists. A nil
 // defined (nothing known, e.g. at boot before libvirtd) frees none.
 func (r *Realiser) GC(running func(uuid.UUID) bool, defined func(uuid.UUID) bool, dryRun bool) ([]GCAction, error) {
-	var acts []GCAction
-	var errs []error
-	// 1. Records (and their devices) of domains that are not running.
-	doms, err := r.Store.Domains()
-	if err != nil {
-		return nil, err
+	g := &gcRun{r: r, running: running, defined: defined, dryRun: dryRun, gone: map[uuid.UUID]bool{}}
+	// The first phases only find what is gone; an error there stops gc
+	// before it changes anything.
+	for _, find := range []func() error{g.records, g.taggedDevices, g.filterTables, g.reservations} {
+		if err := find(); err != nil {
+			return nil, err
+		}
 	}
-	gone := map[uuid.UUID]bool{}
+	g.releaseGone()
+	g.leases()
+	if err := g.shims(); err != nil {
+		return g.acts, err
+	}
+	g.probes()
+	g.repair()
+	return g.acts, errors.Join(g.errs...)
+}
+
+// gcRun is the state of one GC call.
+type gcRun struct {
+	r       *Realiser
+	running func(uuid.UUID) bool
+	defined func(uuid.UUID) bool
+	dryRun  bool
+	gone    map[uuid.UUID]bool // domains whose things go
+	acts    []GCAction
+	errs    []error
+}
+
+func (g *gcRun) act(a GCAction) { g.acts = append(g.acts, a) }
+
+// records: records (and their devices) of domains that are not running.
+func (g *gcRun) records() error {
+	doms, err := g.r.Store.Domains()
+	if err != nil {
+		return err
+	}
 	for _, d := range doms {
 		u, err := uuid.Parse(d.UUID)
-		if err != nil || running(u) {
+		if err != nil || g.running(u) {
 			continue
 		}
-		gone[u] = true
+		g.gone[u] = true
 		for _, ifc := range d.Interfaces {
 			if ifc.Device != "" {
-				acts = append(acts, GCAction{What: "device", Name: ifc.Device, Domain: d.UUID, Reason: "its domain is not running"})
+				g.act(GCAction{What: "device", Name: ifc.Device, Domain: d.UUID, Reason: "its domain is not running"})
 			}
 		}
-		acts = append(acts, GCAction{What: "record", Name: d.UUID, Domain: d.Name, Reason: "its domain is not running"})
+		g.act(GCAction{What: "record", Name: d.UUID, Domain: d.Name, Reason: "its domain is not running"})
 	}
-	// 2. Tagged devices whose domain is not running, recorded or not.
-	devs, err := r.Net.List()
+	return nil
+}
+
+// taggedDevices: tagged devices whose domain is not running, recorded or not.
+func (g *gcRun) taggedDevices() error {
+	devs, err := g.r.Net.List()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, dv := range devs {
-		if u, ok := dv.Tag.Domain(); ok && !running(u) {
-			if !gone[u] {
-				acts = append(acts, GCAction{What: "device", Name: dv.Name, Domain: u.String(), Reason: "tagged for a domain that is not running and has no record"})
+		if u, ok := dv.Tag.Domain(); ok && !g.running(u) {
+			if !g.gone[u] {
+				g.act(GCAction{What: "device", Name: dv.Name, Domain: u.String(), Reason: "tagged for a domain that is not running and has no record"})
 			}
-			gone[u] = true
+			g.gone[u] = true
 		}
 	}
-	// 2b. Anti-spoofing tables of domains that are not running (a release
-	// that never ran, e.g. after a host crash, leaves them).
-	tables, err := r.filters().Domains()
+	return nil
+}
+
+// filterTables: anti-spoofing tables of domains that are not running (a
+// release that never ran, e.g. after a host crash, leaves them). Not being
+// able to list them does not stop gc.
+func (g *gcRun) filterTables() error {
+	tables, err := g.r.filters().Domains()
 	if err != nil {
-		errs = append(errs, err)
+		g.errs = append(g.errs, err)
 	}
 	for _, u := range tables {
-		if !running(u) {
-			acts = append(acts, GCAction{What: "filter", Name: nft.TableName(u), Domain: u.String(), Reason: "its domain is not running"})
-			gone[u] = true
+		if !g.running(u) {
+			g.act(GCAction{What: "filter", Name: nft.TableName(u), Domain: u.String(), Reason: "its domain is not running"})
+			g.gone[u] = true
 		}
 	}
-	// 3. Reservations held by domains that are not running.
-	pools, err := r.Store.Pools()
+	return nil
+}
+
+// reservations: pool reservations held by domains that are not running.
+func (g *gcRun) reservations() error {
+	pools, err := g.r.Store.Pools()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, p := range pools {
-		res, err := r.Store.Reservations(p)
+		res, err := g.r.Store.Reservations(p)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, rv := range res {
 			u, err := uuid.Parse(rv.Holder.UUID)
-			if err == nil && !running(u) {
-				acts = append(acts, GCAction{What: "reservation", Name: p + "/" + rv.Device, Domain: rv.Holder.UUID, Reason: "its holder is not running"})
-				gone[u] = true
+			if err == nil && !g.running(u) {
+				g.act(GCAction{What: "reservation", Name: p + "/" + rv.Device, Domain: rv.Holder.UUID, Reason: "its holder is not running"})
+				g.gone[u] = true
 			}
 		}
 	}
-	if !dryRun {
-		ids := make([]uuid.UUID, 0, len(gone))
-		for u := range gone {
-			ids = append(ids, u)
-		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
-		for _, u := range ids {
-			if err := r.release(u, "", false, nil); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		// gc trusts the tags too, not only the records: one link dump and
-		// parallel deletes for every domain that is gone.
-		if _, err := r.Net.DeleteTagged(func(t netdev.Tag) bool {
-			d, ok := t.Domain()
-			return ok && gone[d]
-		}, 16); err != nil {
-			errs = append(errs, err)
+	return nil
+}
+
+// releaseGone releases every domain found gone, then deletes whatever
+// device is still tagged for one of them: gc trusts the tags too, not only
+// the records (one link dump, parallel deletes).
+func (g *gcRun) releaseGone() {
+	if g.dryRun {
+		return
+	}
+	ids := make([]uuid.UUID, 0, len(g.gone))
+	for u := range g.gone {
+		ids = append(ids, u)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
+	for _, u := range ids {
+		if err := g.r.release(u, "", false, nil); err != nil {
+			g.errs = append(g.errs, err)
 		}
 	}
-	// 3b. Leases of domains that are no longer defined.
-	if defined != nil {
-		holders := map[uuid.UUID]bool{}
-		for _, nw := range leaseNetworks(r) {
-			ls, err := r.Store.Leases(nw)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			for _, l := range ls {
-				u, err := uuid.Parse(l.Holder.UUID)
-				if err == nil && !defined(u) && !running(u) {
-					acts = append(acts, GCAction{What: "lease", Name: nw + "/" + l.Addr.String(), Domain: l.Holder.UUID, Reason: "its domain is no longer defined"})
-					holders[u] = true
-				}
-			}
-		}
-		if !dryRun {
-			for u := range holders {
-				if _, err := r.FreeLeases(u); err != nil {
-					errs = append(errs, err)
-				}
-			}
-		}
+	if _, err := g.r.Net.DeleteTagged(func(t netdev.Tag) bool {
+		d, ok := t.Domain()
+		return ok && g.gone[d]
+	}, 16); err != nil {
+		g.errs = append(g.errs, err)
 	}
-	// 4. Host shims that no remaining record uses.
-	left, err := r.Store.Domains()
+}
+
+// leases: address leases of domains that are no longer defined.
+func (g *gcRun) leases() {
+	if g.defined == nil {
+		return
+	}
+	nws, err := g.r.Store.LeaseNetworks()
 	if err != nil {
-		return acts, err
+		g.errs = append(g.errs, err)
+	}
+	holders := map[uuid.UUID]bool{}
+	for _, nw := range nws {
+		ls, err := g.r.Store.Leases(nw)
+		if err != nil {
+			g.errs = append(g.errs, err)
+			continue
+		}
+		for _, l := range ls {
+			u, err := uuid.Parse(l.Holder.UUID)
+			if err == nil && !g.defined(u) && !g.running(u) {
+				g.act(GCAction{What: "lease", Name: nw + "/" + l.Addr.String(), Domain: l.Holder.UUID, Reason: "its domain is no longer defined"})
+				holders[u] = true
+			}
+		}
+	}
+	if g.dryRun {
+		return
+	}
+	for u := range holders {
+		if _, err := g.r.FreeLeases(u); err != nil {
+			g.errs = append(g.errs, err)
+		}
+	}
+}
+
+// shims: host shims that no remaining record uses.
+func (g *gcRun) shims() error {
+	left, err := g.r.Store.Domains()
+	if err != nil {
+		return err
 	}
 	used := map[string]bool{}
 	for _, d := range left {
 		u, _ := uuid.Parse(d.UUID)
-		if dryRun && gone[u] {
+		if g.dryRun && g.gone[u] {
 			continue
 		}
 		for _, ifc := range d.Interfaces {
-			if ifc.Kind == "macvtap" {
+			if ifc.Kind == policy.KindMacvtap {
 				used[ShimName(ifc.Network, ifc.Parent)] = true
 			}
 		}
 	}
-	devs, err = r.Net.List()
+	devs, err := g.r.Net.List()
 	if err != nil {
-		return acts, err
+		return err
 	}
 	for _, dv := range devs {
-		if dv.Tag.Purpose() == "shim" && !used[dv.Name] {
-			acts = append(acts, GCAction{What: "shim", Name: dv.Name, Reason: fmt.Sprintf("no recorded guest uses network %q", dv.Tag.ID)})
-			if !dryRun {
-				if err := r.Net.Delete(dv.Name); err != nil {
-					errs = append(errs, err)
-				}
+		if dv.Tag.Purpose() != netdev.ShimPurpose || used[dv.Name] {
+			continue
+		}
+		g.act(GCAction{What: "shim", Name: dv.Name, Reason: fmt.Sprintf("no recorded guest uses network %q", dv.Tag.ID)})
+		if !g.dryRun {
+			if err := g.r.Net.Delete(dv.Name); err != nil {
+				g.errs = append(g.errs, err)
 			}
 		}
 	}
-	// 5. Probe devices of dead doctor runs.
-	if !dryRun {
-		removed, err := r.Net.DeleteStaleProbes()
-		if err != nil {
-			errs = append(errs, err)
-		}
-		for _, n := range removed {
-			acts = append(acts, GCAction{What: "probe", Name: n, Reason: "left by a probe that did not finish"})
-		}
-	}
-	// 6. Repair indexes a crash may have left behind.
-	if !dryRun {
-		if _, err := r.Store.Repair(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return acts, errors.Join(errs...)
+	return nil
 }
 
-// leaseNetworks lists the networks that hold leases.
-func leaseNetworks(r *Realiser) []string {
-	nws, err := r.Store.LeaseNetworks()
-	if err != nil {
-		r.Log.Warn("cannot list lease networks", "error", err)
+// probes: probe devices of dead doctor runs.
+func (g *gcRun) probes() {
+	if g.dryRun {
+		return
 	}
-	return nws
+	removed, err := g.r.Net.DeleteStaleProbes()
+	if err != nil {
+		g.errs = append(g.errs, err)
+	}
+	for _, n := range removed {
+		g.act(GCAction{What: "probe", Name: n, Reason: "left by a probe that did not finish"})
+	}
+}
+
+// repair: indexes a crash may have left behind.
+func (g *gcRun) repair() {
+	if g.dryRun {
+		return
+	}
+	if _, err := g.r.Store.Repair(); err != nil {
+		g.errs = append(g.errs, err)
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
 )
 
@@ -32,7 +33,7 @@ func TestGCFreesLeasesOfUndefinedDomains(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r := &Realiser{Log: hclog.NewNullLogger(), Net: netdev.New(nil, nil), Store: st}
+	r := New(hclog.NewNullLogger(), netdev.New(nil, nil), st, paths.Roots{})
 	notRunning := func(uuid.UUID) bool { return false }
 	if _, err := r.GC(notRunning, nil, false); err != nil {
 		t.Fatal(err)

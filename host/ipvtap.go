@@ -12,6 +12,7 @@ import (
 
 	"github.com/virtap/virtap/internal/ipam"
 	"github.com/virtap/virtap/internal/store"
+	"github.com/virtap/virtap/provision/policy"
 )
 
 // ipvlan delivers by IP address: a frame that arrives on the parent (or
@@ -162,7 +163,7 @@ func LeaseAddress(st *store.Store, network string, p Pool, h store.Holder) (neti
 // network's pool (a lease kept in the store) and makes the host deliver it
 // (AddGuestAddresses). Called after the ipvtap device exists.
 func (r *Realiser) prepareAddresses(g *Guest, ir IfaceRecordAlias, undo *revert) error {
-	if ir.Kind != "ipvtap" || ir.Addresses == "" {
+	if ir.Kind != policy.KindIpvtap || ir.Addresses == "" {
 		return nil
 	}
 	p, err := ParsePool(ir.Addresses, ir.Range, ir.Gateway)

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
 )
 
@@ -99,7 +100,7 @@ func TestLeaseAddressStableInRange(t *testing.T) {
 	if _, err := LeaseAddress(st, "edge", p, h3); err == nil {
 		t.Error("a third guest got an address from a range of two (gateway excluded)")
 	}
-	r := &Realiser{Store: st}
+	r := New(nil, nil, st, paths.Roots{})
 	u := uuid.MustParse(h1.UUID)
 	if fl, err := r.FreeLeases(u); err != nil || len(fl) != 1 || fl[0].Addr != a1 {
 		t.Errorf("FreeLeases = %v, %v", fl, err)

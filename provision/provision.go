@@ -131,7 +131,7 @@ func ProvisionDoc(d *domain.Doc, opts Options) (*Result, error) {
 		if g, ok := opts.Policy.GuestOverride(d.UUID, d.Name); ok && g.Trust != "" && g.Trust != nw.Trust {
 			c := *nw
 			c.Trust = g.Trust
-			if c.Trust == "untrusted" {
+			if c.Trust == policy.TrustUntrusted {
 				c.TrustGuestRxFilters = false // never for an untrusted guest
 			}
 			nw = &c
@@ -282,7 +282,7 @@ func render(orig *libvirtxml.DomainInterface, p *Plan, d *domain.Doc, opts Optio
 			def.Target = nil
 		}
 	case policy.KindPassthrough:
-		if nw.Mode == "hostdev" {
+		if nw.Mode == policy.PoolModeHostdev {
 			// libvirt's hostdev network picks a free VF at start and frees
 			// it at stop; the guest owns the whole VF through vfio.
 			p.Backend = "network"

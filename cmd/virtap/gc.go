@@ -10,6 +10,7 @@ import (
 
 	"github.com/virtap/virtap/host"
 	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/internal/virt"
 )
@@ -56,7 +57,7 @@ release never runs after a host crash.`,
 				return err
 			}
 			defer st.Close()
-			r := &host.Realiser{Log: g.log, Net: netdev.New(g.log, nil), Store: st}
+			r := host.New(g.log, netdev.New(g.log, nil), st, paths.Roots{})
 			acts, gcErr := r.GC(func(u uuid.UUID) bool { _, ok := running[u]; return ok }, defined, dryRun)
 			out := cmd.OutOrStdout()
 			if asJSON {

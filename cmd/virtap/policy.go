@@ -91,7 +91,7 @@ stop. 'virtap define' creates that network; with virsh, define it yourself:
 			if err != nil {
 				return err
 			}
-			if !ok || n.Kind != policy.KindPassthrough || n.Mode != "hostdev" {
+			if !ok || n.Kind != policy.KindPassthrough || n.Mode != policy.PoolModeHostdev {
 				return fmt.Errorf("%s: host %s has no passthrough network %q with mode = \"hostdev\"", p.File, h, a[0])
 			}
 			xml, err := provision.HostdevNetworkXML(n)

@@ -58,6 +58,9 @@ func TestTagRoundTrip(t *testing.T) {
 	if d, ok := g.Domain(); !ok || d != testDomain {
 		t.Fatalf("domain of guest tag: %v %v", d, ok)
 	}
+	if !g.For(testDomain) || g.For(uuid.New()) || PurposeTag(testDomain.String()[:8], "x").For(testDomain) || PurposeTag("probe", "x").For(uuid.Nil) {
+		t.Fatal("For: true only for a guest tag of that very domain")
+	}
 	if m, ok := g.MAC(); !ok || !bytes.Equal(m, mac) {
 		t.Fatalf("mac of guest tag: %v %v", m, ok)
 	}

@@ -7,10 +7,6 @@ import (
 	"syscall"
 )
 
-// ProbePurpose is the tag purpose of the devices of a reflective-relay probe
-// (package vepa): "virtap:probe:<pid>-<hex>".
-const ProbePurpose = "probe"
-
 // DeleteStaleProbes removes probe devices left behind by probes whose
 // process is gone (for example after SIGKILL). Devices of a probe still
 // running in a live process are kept. It returns the names removed. doctor

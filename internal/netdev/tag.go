@@ -33,6 +33,15 @@ func GuestTag(domain uuid.UUID, mac net.HardwareAddr) Tag {
 	return Tag{Scope: domain.String(), ID: strings.ToLower(mac.String())}
 }
 
+// Purposes of non-guest devices.
+const (
+	// ProbePurpose tags the devices of a reflective-relay probe (package
+	// vepa): "virtap:probe:<pid>-<hex>".
+	ProbePurpose = "probe"
+	// ShimPurpose tags a network's host-access shim: "virtap:shim:<network>".
+	ShimPurpose = "shim"
+)
+
 // PurposeTag is the tag of a non-guest device (purpose: "probe", "shim", ...).
 func PurposeTag(purpose, id string) Tag {
 	return Tag{Scope: purpose, ID: id}
@@ -48,6 +57,13 @@ func (t Tag) String() string { return tagPrefix + t.Scope + ":" + t.ID }
 func (t Tag) Domain() (uuid.UUID, bool) {
 	u, err := uuid.Parse(t.Scope)
 	return u, err == nil && len(t.Scope) == 36
+}
+
+// For reports whether t is a guest tag for domain u: the one test of
+// "tagged for this domain" (release, gc and the filters use it).
+func (t Tag) For(u uuid.UUID) bool {
+	d, ok := t.Domain()
+	return ok && d == u
 }
 
 // MAC returns the guest MAC of a guest tag.

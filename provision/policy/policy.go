@@ -30,13 +30,20 @@ const (
 	TrustUntrusted = "untrusted"
 )
 
+// Modes of a passthrough pool: virtap hands out VFs (as macvtap passthrough
+// devices), or libvirt's hostdev network does.
+const (
+	PoolModePassthrough = "passthrough"
+	PoolModeHostdev     = "hostdev"
+)
+
 // Allowed values, in the order the error messages list them.
 var (
 	Kinds          = []string{KindMacvtap, KindIpvtap, KindBridge, KindPassthrough}
 	MacvtapModes   = []string{"bridge", "vepa", "private", "passthrough"}
 	IpvtapModes    = []string{"l2", "l3", "l3s"}
 	IpvtapFlags    = []string{"bridge", "private", "vepa"}
-	PoolModes      = []string{"passthrough", "hostdev"}
+	PoolModes      = []string{PoolModePassthrough, PoolModeHostdev}
 	VhostValues    = []string{"auto", "on", "off"}
 	TrustValues    = []string{TrustTrusted, TrustUntrusted}
 	VirtualPorts   = []string{"802.1Qbg", "802.1Qbh"}

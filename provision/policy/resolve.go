@@ -158,7 +158,7 @@ func (v *validator) passthrough(r *rawNetwork, n *Network) {
 			v.fail([]string{"max_tx_rate"}, "must be 0 (no limit) or a rate in Mbit/s, not %d", n.MaxTxRate)
 		}
 	}
-	if n.Mode == "hostdev" {
+	if n.Mode == PoolModeHostdev {
 		if r.Devices != nil {
 			v.fail([]string{"devices"}, "mode \"hostdev\" hands the pool to libvirt, which needs pf = \"PF\"; use mode = \"passthrough\" for a devices list")
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/virtap/virtap/host"
 	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision"
 	"github.com/virtap/virtap/provision/domain"
@@ -75,7 +76,7 @@ func TestPrepareRelease(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer st.Close()
-			r := &host.Realiser{Log: hclog.NewNullLogger(), Net: netdev.New(nil, hn.NL), Store: st}
+			r := host.New(hclog.NewNullLogger(), netdev.New(nil, hn.NL), st, paths.Roots{})
 			g, err := host.NewGuest(res.Doc)
 			if err != nil {
 				t.Fatal(err)
@@ -130,7 +131,7 @@ func TestPrepareRelease(t *testing.T) {
 // release runs Release, which must not report any problem.
 func release(t *testing.T, r *host.Realiser, g *host.Guest) {
 	t.Helper()
-	if err := r.Release(g.UUID, g.Name); err != nil {
+	if err := r.Release(&host.Guest{UUID: g.UUID, Name: g.Name}); err != nil {
 		t.Fatal(err)
 	}
 }
