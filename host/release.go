@@ -44,7 +44,9 @@ func (r *Realiser) release(u uuid.UUID, name string, sweep bool, rec *domain.Rec
 	shimNets := map[string]string{} // network -> parent
 	for _, ifc := range dom.Interfaces {
 		if ifc.Device != "" {
-			_ = r.Store.SetIfaceState(u.String(), ifc.MAC, store.StateReleasing)
+			if err := r.Store.SetIfaceState(u.String(), ifc.MAC, store.StateReleasing); err != nil {
+				errs = append(errs, err) // the delete below still runs: the tag proves the device is the guest's
+			}
 			if err := r.Net.DeleteClaimed(ifc.Device, deviceKind(ifc.Kind)); err != nil && !errors.Is(err, netdev.ErrNotOurs) {
 				errs = append(errs, fmt.Errorf("delete %s: %w", ifc.Device, err))
 				continue

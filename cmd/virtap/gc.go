@@ -51,7 +51,10 @@ release never runs after a host crash.`,
 				}
 				defined = func(u uuid.UUID) bool { return known[u] }
 			}
-			pol, _ := g.loadPolicy()
+			pol, err := g.stateDirPolicy()
+			if err != nil {
+				return err
+			}
 			st, err := store.Open(g.state(pol), store.Options{Logger: g.log})
 			if err != nil {
 				return err

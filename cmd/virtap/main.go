@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -123,6 +124,25 @@ func args(check cobra.PositionalArgs) cobra.PositionalArgs {
 
 func (g *globals) loadPolicy() (*policy.Policy, error) {
 	return policy.Load(g.policyPath)
+}
+
+// stateDirPolicy loads the policy for commands that need it only for the
+// state directory and what it names (gc, status): a missing file means the
+// defaults. A policy that does not load is an error, unless --state-dir (or
+// VIRTAP_STATE_DIR) says where the state is; then it is a warning.
+func (g *globals) stateDirPolicy() (*policy.Policy, error) {
+	p, err := g.loadPolicy()
+	switch {
+	case err == nil:
+		return p, nil
+	case errors.Is(err, fs.ErrNotExist):
+		g.log.Debug("no policy; using the defaults", "policy", g.policyPath)
+		return nil, nil
+	case g.stateDir != "":
+		g.log.Warn("policy does not load; using --state-dir", "error", err)
+		return nil, nil
+	}
+	return nil, err
 }
 
 // state returns the state directory: flag or env, else the policy's, else the default.

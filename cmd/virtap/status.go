@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"sort"
 	"strings"
@@ -42,13 +43,19 @@ func statusCmd(g *globals) *cobra.Command {
 		Short: "Show guests, their interfaces, virtap's host devices, leases and reservations",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pol, _ := g.loadPolicy()
+			pol, err := g.stateDirPolicy()
+			if err != nil {
+				return err
+			}
 			var nets []string
 			var pools []host.PoolSpec
 			if pol != nil {
 				h, _ := pol.ResolveHost("")
 				nets = pol.NetworkNames(h)
-				all, _ := pol.Networks(h)
+				all, err := pol.Networks(h)
+				if err != nil {
+					return err
+				}
 				for _, n := range all {
 					if n.Kind == policy.KindPassthrough {
 						pools = append(pools, host.PoolSpec{Name: n.Name, PF: n.PF, Devices: n.Devices})
@@ -107,66 +114,103 @@ func statusCmd(g *globals) *cobra.Command {
 
 func printStatus(cmd *cobra.Command, v *statusView, _ *policy.Policy) {
 	out := cmd.OutOrStdout()
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GUEST\tSTATE\tMAC\tNETWORK\tKIND\tMODE\tLOWER\tHOST DEVICE")
-	if len(v.Guests) == 0 {
-		fmt.Fprintln(tw, "(none)\t\t\t\t\t\t\t")
+	names := map[string]string{} // domain uuid -> guest name
+	for _, gv := range v.Guests {
+		names[gv.UUID] = gv.Name
 	}
+	printGuests(out, v)
+	fmt.Fprintln(out)
+	printDevices(out, v, names)
+	if len(v.Pools) > 0 {
+		fmt.Fprintln(out)
+		printPools(out, v)
+	}
+	if len(v.Reservations) > 0 {
+		fmt.Fprintln(out)
+		printReservations(out, v)
+	}
+	if len(v.Leases) > 0 {
+		fmt.Fprintln(out)
+		table(out, "NETWORK\tADDRESS\tHELD BY", func(tw io.Writer) {
+			for _, l := range v.Leases {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", l.Network, l.Addr, l.Holder)
+			}
+		})
+	}
+	if len(v.Filters) > 0 {
+		fmt.Fprintln(out)
+		printFilters(out, v, names)
+	}
+	if v.Libvirt != "" {
+		fmt.Fprintf(out, "\nguests unknown: %s\n", strings.TrimSpace(v.Libvirt))
+	}
+}
+
+// table prints one aligned table: its header, then what rows writes.
+func table(out io.Writer, header string, rows func(tw io.Writer)) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	rows(tw)
+	tw.Flush()
+}
+
+func printGuests(out io.Writer, v *statusView) {
 	held := map[string]string{} // domain uuid + mac -> device
 	for _, d := range v.Domains {
 		for _, i := range d.Interfaces {
 			held[d.UUID+i.MAC] = i.Device + "@" + i.Parent
 		}
 	}
-	for _, gv := range v.Guests {
-		for _, i := range gv.Interfaces {
-			lower := i.Parent
-			switch i.Kind {
-			case policy.KindBridge:
-				lower = i.Bridge
-			case policy.KindPassthrough:
-				lower = "pool " + i.Network
+	table(out, "GUEST\tSTATE\tMAC\tNETWORK\tKIND\tMODE\tLOWER\tHOST DEVICE", func(tw io.Writer) {
+		if len(v.Guests) == 0 {
+			fmt.Fprintln(tw, "(none)\t\t\t\t\t\t\t")
+		}
+		for _, gv := range v.Guests {
+			for _, i := range gv.Interfaces {
+				lower := i.Parent
+				switch i.Kind {
+				case policy.KindBridge:
+					lower = i.Bridge
+				case policy.KindPassthrough:
+					lower = "pool " + i.Network
+				}
+				dev := "-"
+				if i.Device != "" {
+					dev = i.Device
+					if h, ok := held[gv.UUID+i.MAC]; ok {
+						dev = h
+					}
+				}
+				mode := i.Mode
+				if i.Flag != "" {
+					mode += "/" + i.Flag
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", gv.Name, gv.State, i.MAC, i.Network, i.Kind, mode, lower, dev)
 			}
-			dev := "-"
-			if i.Device != "" {
-				dev = i.Device
-				if h, ok := held[gv.UUID+i.MAC]; ok {
-					dev = h
+		}
+	})
+}
+
+func printDevices(out io.Writer, v *statusView, names map[string]string) {
+	table(out, "DEVICE\tKIND\tPARENT\tMODE\tUP\tOWNER", func(tw io.Writer) {
+		if len(v.Devices) == 0 {
+			fmt.Fprintln(tw, "(none)\t\t\t\t\t")
+		}
+		for _, d := range v.Devices {
+			owner := d.Owner
+			if u, err := uuid.Parse(owner); err == nil {
+				owner = names[u.String()]
+				if owner == "" {
+					owner = u.String() + " (unknown guest)"
 				}
 			}
-			mode := i.Mode
-			if i.Flag != "" {
-				mode += "/" + i.Flag
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", gv.Name, gv.State, i.MAC, i.Network, i.Kind, mode, lower, dev)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", d.Name, d.Kind, d.Parent, d.Mode, d.Up, owner)
 		}
-	}
-	tw.Flush()
-	fmt.Fprintln(out)
-	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DEVICE\tKIND\tPARENT\tMODE\tUP\tOWNER")
-	if len(v.Devices) == 0 {
-		fmt.Fprintln(tw, "(none)\t\t\t\t\t")
-	}
-	names := map[string]string{}
-	for _, gv := range v.Guests {
-		names[gv.UUID] = gv.Name
-	}
-	for _, d := range v.Devices {
-		owner := d.Owner
-		if u, err := uuid.Parse(owner); err == nil {
-			owner = names[u.String()]
-			if owner == "" {
-				owner = u.String() + " (unknown guest)"
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", d.Name, d.Kind, d.Parent, d.Mode, d.Up, owner)
-	}
-	tw.Flush()
-	if len(v.Pools) > 0 {
-		fmt.Fprintln(out)
-		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "POOL\tSIZE\tFREE\tHELD\tBUSY OUTSIDE VIRTAP")
+	})
+}
+
+func printPools(out io.Writer, v *statusView) {
+	table(out, "POOL\tSIZE\tFREE\tHELD\tBUSY OUTSIDE VIRTAP", func(tw io.Writer) {
 		for _, p := range v.Pools {
 			busy := strings.Join(p.Busy, " ")
 			if busy == "" {
@@ -174,33 +218,21 @@ func printStatus(cmd *cobra.Command, v *statusView, _ *policy.Policy) {
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", p.Name, p.Size, p.Free, len(p.Holders), busy)
 		}
-		tw.Flush()
-	}
-	if len(v.Reservations) > 0 {
-		fmt.Fprintln(out)
-		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "POOL\tDEVICE\tHELD BY\tSINCE")
-		sort.Slice(v.Reservations, func(i, j int) bool {
-			return v.Reservations[i].Pool+v.Reservations[i].Device < v.Reservations[j].Pool+v.Reservations[j].Device
-		})
-		for _, r := range v.Reservations {
+	})
+}
+
+func printReservations(out io.Writer, v *statusView) {
+	rs := append([]store.Reservation(nil), v.Reservations...)
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Pool+rs[i].Device < rs[j].Pool+rs[j].Device })
+	table(out, "POOL\tDEVICE\tHELD BY\tSINCE", func(tw io.Writer) {
+		for _, r := range rs {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Pool, r.Device, r.Holder, r.Since.Format("2006-01-02 15:04:05"))
 		}
-		tw.Flush()
-	}
-	if len(v.Leases) > 0 {
-		fmt.Fprintln(out)
-		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NETWORK\tADDRESS\tHELD BY")
-		for _, l := range v.Leases {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", l.Network, l.Addr, l.Holder)
-		}
-		tw.Flush()
-	}
-	if len(v.Filters) > 0 {
-		fmt.Fprintln(out)
-		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ANTI-SPOOFING\tMAC\tDEVICE\tSEEN\tDROPPED")
+	})
+}
+
+func printFilters(out io.Writer, v *statusView, names map[string]string) {
+	table(out, "ANTI-SPOOFING\tMAC\tDEVICE\tSEEN\tDROPPED", func(tw io.Writer) {
 		for _, f := range v.Filters {
 			owner := names[f.Domain]
 			if owner == "" {
@@ -219,9 +251,5 @@ func printStatus(cmd *cobra.Command, v *statusView, _ *policy.Policy) {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", owner, f.MAC, f.Device, f.Seen, d)
 		}
-		tw.Flush()
-	}
-	if v.Libvirt != "" {
-		fmt.Fprintf(out, "\nguests unknown: %s\n", strings.TrimSpace(v.Libvirt))
-	}
+	})
 }

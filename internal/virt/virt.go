@@ -5,6 +5,7 @@
 package virt
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -50,24 +51,56 @@ type Domain struct {
 	XML     string // the live XML for running domains, else the persistent one
 }
 
-// Domains lists all domains with their XML.
+// Domains lists all domains with their XML. A domain whose UUID or state
+// cannot be read is an error, never a stopped domain (gc would remove its
+// devices); one that went away while being listed is left out.
 func (c *Conn) Domains() ([]Domain, error) {
 	ds, err := c.c.ListAllDomains(0)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		for i := range ds {
+			_ = ds[i].Free()
+		}
+	}()
 	var out []Domain
 	for i := range ds {
-		d := &ds[i]
-		name, _ := d.GetName()
-		id, _ := d.GetUUIDString()
-		active, _ := d.IsActive()
-		xml, _ := d.GetXMLDesc(0)
-		u, _ := uuid.Parse(id)
-		out = append(out, Domain{Name: name, UUID: u, Running: active, XML: xml})
-		d.Free()
+		dom, err := domainOf(&ds[i])
+		if lerr, ok := errors.AsType[libvirt.Error](err); ok && lerr.Code == libvirt.ERR_NO_DOMAIN {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dom)
 	}
 	return out, nil
+}
+
+// domainOf reads one listed domain.
+func domainOf(d *libvirt.Domain) (Domain, error) {
+	name, err := d.GetName()
+	if err != nil {
+		return Domain{}, err
+	}
+	id, err := d.GetUUIDString()
+	if err != nil {
+		return Domain{}, fmt.Errorf("domain %s: uuid: %w", name, err)
+	}
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return Domain{}, fmt.Errorf("domain %s: uuid %q: %w", name, id, err)
+	}
+	active, err := d.IsActive()
+	if err != nil {
+		return Domain{}, fmt.Errorf("domain %s: state: %w", name, err)
+	}
+	xml, err := d.GetXMLDesc(0)
+	if err != nil {
+		return Domain{}, fmt.Errorf("domain %s: xml: %w", name, err)
+	}
+	return Domain{Name: name, UUID: u, Running: active, XML: xml}, nil
 }
 
 // Running returns the UUIDs of the running domains.
