@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"libvirt.org/go/libvirtxml"
 
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/provision/domain"
 	"github.com/virtap/virtap/provision/mac"
 	"github.com/virtap/virtap/provision/policy"
@@ -91,104 +92,136 @@ func ProvisionDoc(d *domain.Doc, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("no policy")
 	}
 	if opts.DevRoot == "" {
-		opts.DevRoot = "/dev"
+		opts.DevRoot = paths.Dev
 	}
 	prefix, err := mac.ParsePrefix(opts.Policy.MACPrefix)
 	if err != nil {
 		return nil, err
 	}
-	used := map[string]bool{}
+	pv := &provisioner{d: d, opts: opts, prefix: prefix, used: map[string]bool{}, ipvtapParents: map[string]int{}}
 	for _, ifc := range d.Interfaces {
 		if ifc.MAC != "" {
 			if m, err := mac.Normalize(ifc.MAC); err == nil {
-				used[m] = true
+				pv.used[m] = true
 			}
 		}
 	}
 	rec := &domain.Record{Host: opts.Host}
 	repl := map[int]*libvirtxml.DomainInterface{}
 	var plans []Plan
-	ipvtapParents := map[string]int{}
 	for _, ifc := range d.Interfaces {
-		netName, prior := managedNetwork(d, ifc)
-		if netName == "" {
-			continue
-		}
-		fail := func(format string, args ...any) error {
-			return &Error{Line: ifc.Line, Index: ifc.Index, Network: netName, Msg: fmt.Sprintf(format, args...)}
-		}
-		nw, ok, err := opts.Policy.Network(opts.Host, netName)
+		p, def, err := pv.iface(ifc)
 		if err != nil {
 			return nil, err
 		}
-		if !ok {
-			if !prior {
-				continue // a libvirt network virtap does not manage
-			}
-			return nil, fail("was provisioned from network %q, which %s does not define for host %q; add [networks.%s] (or a [hosts.%s.networks.%s] section) or give the interface another network",
-				netName, opts.Policy.File, opts.Host, netName, opts.Host, netName)
-		}
-		if g, ok := opts.Policy.GuestOverride(d.UUID, d.Name); ok && g.Trust != "" && g.Trust != nw.Trust {
-			c := *nw
-			c.Trust = g.Trust
-			if c.Trust == policy.TrustUntrusted {
-				c.TrustGuestRxFilters = false // never for an untrusted guest
-			}
-			nw = &c
-		}
-		p := Plan{Index: ifc.Index, Network: nw}
-		if g, ok := opts.Policy.GuestOverride(d.UUID, d.Name); ok && nw.Kind == policy.KindIpvtap {
-			p.Address = g.Addresses[nw.Name]
-		}
-		// MAC: keep a given one, else derive it.
-		if ifc.MAC != "" {
-			m, err := mac.Normalize(ifc.MAC)
-			if err != nil {
-				return nil, fail("<mac address>: %v", err)
-			}
-			p.MAC = m
-		}
-		if nw.Kind == policy.KindIpvtap {
-			pm, err := ipvtapMAC(nw, opts)
-			if err != nil {
-				return nil, fail("%v", err)
-			}
-			if p.MAC != "" && p.MAC != pm {
-				return nil, fail("an ipvtap guest must use its parent's MAC (%s has %s) because ipvlan shares one MAC; remove <mac address='%s'/> and virtap writes the right one", nw.Parent, pm, p.MAC)
-			}
-			if prev, dup := ipvtapParents[nw.Parent]; dup {
-				return nil, fail("interfaces #%d and #%d are both ipvtap on parent %s and would share its MAC; give the guest one interface with several addresses", prev+1, ifc.Index+1, nw.Parent)
-			}
-			ipvtapParents[nw.Parent] = ifc.Index
-			p.MAC = pm
-		}
-		if p.MAC == "" {
-			for attempt := 0; ; attempt++ {
-				m := mac.Derive(d.Seed(), ifc.Index, attempt, prefix).String()
-				if !used[m] {
-					p.MAC = m
-					break
-				}
-			}
-		}
-		used[p.MAC] = true
-		orig, err := ifc.Load()
-		if err != nil {
-			return nil, err
-		}
-		def, err := render(orig, &p, d, opts)
-		if err != nil {
-			return nil, fail("%v", err)
+		if p == nil {
+			continue // not managed by virtap
 		}
 		repl[ifc.Index] = def
-		plans = append(plans, p)
-		rec.Interfaces = append(rec.Interfaces, record(&p, d))
+		plans = append(plans, *p)
+		rec.Interfaces = append(rec.Interfaces, record(p, d))
 	}
 	out, err := d.Render(repl, rec)
 	if err != nil {
 		return nil, err
 	}
 	return &Result{XML: out, Plans: plans, Record: rec, Doc: d}, nil
+}
+
+// provisioner is the state of one ProvisionDoc call.
+type provisioner struct {
+	d             *domain.Doc
+	opts          Options
+	prefix        net.HardwareAddr
+	used          map[string]bool // MACs in the document or handed out
+	ipvtapParents map[string]int  // parent -> index of the ipvtap interface on it
+}
+
+// iface plans and renders one interface; a nil plan means that virtap does
+// not manage it.
+func (pv *provisioner) iface(ifc *domain.Interface) (*Plan, *libvirtxml.DomainInterface, error) {
+	d, opts := pv.d, pv.opts
+	netName, prior := managedNetwork(d, ifc)
+	if netName == "" {
+		return nil, nil, nil
+	}
+	fail := func(format string, args ...any) error {
+		return &Error{Line: ifc.Line, Index: ifc.Index, Network: netName, Msg: fmt.Sprintf(format, args...)}
+	}
+	nw, ok, err := opts.Policy.Network(opts.Host, netName)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok {
+		if !prior {
+			return nil, nil, nil // a libvirt network virtap does not manage
+		}
+		return nil, nil, fail("was provisioned from network %q, which %s does not define for host %q; add [networks.%s] (or a [hosts.%s.networks.%s] section) or give the interface another network",
+			netName, opts.Policy.File, opts.Host, netName, opts.Host, netName)
+	}
+	p := &Plan{Index: ifc.Index, Network: pv.forGuest(nw)}
+	if g, ok := opts.Policy.GuestOverride(d.UUID, d.Name); ok && nw.Kind == policy.KindIpvtap {
+		p.Address = g.Addresses[nw.Name]
+	}
+	if err := pv.chooseMAC(p, ifc); err != nil {
+		return nil, nil, fail("%v", err)
+	}
+	orig, err := ifc.Load()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := planIface(p, orig, d, opts); err != nil {
+		return nil, nil, fail("%v", err)
+	}
+	return p, render(orig, *p, d), nil
+}
+
+// forGuest applies the guest's own trust override to a network.
+func (pv *provisioner) forGuest(nw *policy.Network) *policy.Network {
+	g, ok := pv.opts.Policy.GuestOverride(pv.d.UUID, pv.d.Name)
+	if !ok || g.Trust == "" || g.Trust == nw.Trust {
+		return nw
+	}
+	c := *nw
+	c.Trust = g.Trust
+	if c.Trust == policy.TrustUntrusted {
+		c.TrustGuestRxFilters = false // never for an untrusted guest
+	}
+	return &c
+}
+
+// chooseMAC keeps a given MAC, uses the parent's for ipvtap, else derives
+// one no other interface of the document has.
+func (pv *provisioner) chooseMAC(p *Plan, ifc *domain.Interface) error {
+	nw := p.Network
+	if ifc.MAC != "" {
+		m, err := mac.Normalize(ifc.MAC)
+		if err != nil {
+			return fmt.Errorf("<mac address>: %v", err)
+		}
+		p.MAC = m
+	}
+	if nw.Kind == policy.KindIpvtap {
+		pm, err := ipvtapMAC(nw, pv.opts)
+		if err != nil {
+			return err
+		}
+		if p.MAC != "" && p.MAC != pm {
+			return fmt.Errorf("an ipvtap guest must use its parent's MAC (%s has %s) because ipvlan shares one MAC; remove <mac address='%s'/> and virtap writes the right one", nw.Parent, pm, p.MAC)
+		}
+		if prev, dup := pv.ipvtapParents[nw.Parent]; dup {
+			return fmt.Errorf("interfaces #%d and #%d are both ipvtap on parent %s and would share its MAC; give the guest one interface with several addresses", prev+1, ifc.Index+1, nw.Parent)
+		}
+		pv.ipvtapParents[nw.Parent] = ifc.Index
+		p.MAC = pm
+	}
+	for attempt := 0; p.MAC == ""; attempt++ {
+		if m := mac.Derive(pv.d.Seed(), ifc.Index, attempt, pv.prefix).String(); !pv.used[m] {
+			p.MAC = m
+		}
+	}
+	pv.used[p.MAC] = true
+	return nil
 }
 
 // managedNetwork returns the policy network an interface joins: from
@@ -251,17 +284,75 @@ func InstanceID(seed, macAddr string) string {
 	return uuid.NewSHA1(uuid.MustParse("6f1d9a4e-3c55-4a8e-9a53-0f7a0c1c2b7e"), []byte(seed+"\x00"+macAddr)).String()
 }
 
-func render(orig *libvirtxml.DomainInterface, p *Plan, d *domain.Doc, opts Options) (*libvirtxml.DomainInterface, error) {
+// planIface completes a plan: how the interface is realised (Backend,
+// Device) and, for a virtio NIC, its driver and queues.
+func planIface(p *Plan, orig *libvirtxml.DomainInterface, d *domain.Doc, opts Options) error {
 	nw := p.Network
-	def := *orig // shallow copy: keep address, boot, alias, rom, link, ...
-	def.MAC = &libvirtxml.DomainInterfaceMAC{Address: p.MAC}
-	def.VirtualPort = nil
-	def.VLan = nil
-	def.TrustGuestRXFilters = ""
-	def.Managed = ""
-	switch nw.Kind {
-	case policy.KindMacvtap:
+	switch {
+	case nw.Kind == policy.KindMacvtap:
 		p.Backend = "direct"
+	case nw.Kind == policy.KindBridge:
+		p.Backend = "bridge"
+	case nw.Kind == policy.KindPassthrough && nw.Mode == policy.PoolModeHostdev:
+		// libvirt's hostdev network picks a free VF at start and frees it
+		// at stop; the guest owns the whole VF through vfio.
+		p.Backend = "network"
+		return nil
+	case nw.Kind == policy.KindPassthrough, nw.Kind == policy.KindIpvtap:
+		p.Backend = "ethernet"
+		p.Device = DeviceName(nw.Kind, d.Seed(), p.MAC, nw.Name)
+	default:
+		return fmt.Errorf("kind %q is not supported", nw.Kind)
+	}
+	model := nw.Model
+	if orig.Model != nil {
+		model = orig.Model.Type
+	}
+	if model != "virtio" { // vhost and queues apply to virtio only
+		return nil
+	}
+	if orig.Driver != nil {
+		p.Driver = orig.Driver.Name
+	}
+	switch nw.Vhost {
+	case "on":
+		p.Driver = "vhost"
+	case "off":
+		p.Driver = "qemu"
+	case "auto":
+		p.Driver = "" // libvirt uses vhost-net at start when the host has it
+		if opts.Local {
+			p.Driver = "qemu"
+			if _, err := os.Stat(filepath.Join(opts.DevRoot, "vhost-net")); err == nil {
+				p.Driver = "vhost"
+			}
+		}
+	}
+	q := nw.Queues
+	if q == 0 {
+		q = min(d.VCPUs, MaxQueues)
+	}
+	if q > 1 {
+		p.Queues = uint(q)
+	}
+	return nil
+}
+
+// render writes the concrete interface for a complete plan. It keeps what
+// virtap does not decide (address, boot, alias, rom, link, ...) and changes
+// neither orig nor the plan.
+func render(orig *libvirtxml.DomainInterface, p Plan, d *domain.Doc) *libvirtxml.DomainInterface {
+	nw := p.Network
+	def := *orig // shallow copy
+	def.MAC = &libvirtxml.DomainInterfaceMAC{Address: p.MAC}
+	def.VirtualPort, def.VLan, def.TrustGuestRXFilters, def.Managed = nil, nil, "", ""
+	vlan := func() {
+		if nw.VLAN > 0 {
+			def.VLan = &libvirtxml.DomainInterfaceVLan{Tags: []libvirtxml.DomainInterfaceVLanTag{{ID: uint(nw.VLAN)}}}
+		}
+	}
+	switch p.Backend {
+	case "direct":
 		def.Source = &libvirtxml.DomainInterfaceSource{Direct: &libvirtxml.DomainInterfaceSourceDirect{Dev: nw.Parent, Mode: nw.Mode}}
 		if def.Target != nil && def.Target.Managed == "no" {
 			def.Target = nil
@@ -272,95 +363,56 @@ func render(orig *libvirtxml.DomainInterface, p *Plan, d *domain.Doc, opts Optio
 		if nw.VirtualPort != nil {
 			def.VirtualPort = virtualPort(nw.VirtualPort, d.Seed(), p.MAC)
 		}
-		if nw.VLAN > 0 {
-			def.VLan = &libvirtxml.DomainInterfaceVLan{Tags: []libvirtxml.DomainInterfaceVLanTag{{ID: uint(nw.VLAN)}}}
-		}
-	case policy.KindBridge:
-		p.Backend = "bridge"
+		vlan()
+	case "bridge":
 		def.Source = &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: nw.Bridge}}
 		if def.Target != nil && def.Target.Managed == "no" {
 			def.Target = nil
 		}
-	case policy.KindPassthrough:
-		if nw.Mode == policy.PoolModeHostdev {
-			// libvirt's hostdev network picks a free VF at start and frees
-			// it at stop; the guest owns the whole VF through vfio.
-			p.Backend = "network"
-			def.Source = &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: HostdevNetwork(nw.Name)}}
-			def.Target, def.Driver = nil, nil
-			if nw.VLAN > 0 {
-				def.VLan = &libvirtxml.DomainInterfaceVLan{Tags: []libvirtxml.DomainInterfaceVLanTag{{ID: uint(nw.VLAN)}}}
-			}
-			return &def, nil
-		}
-		fallthrough
-	case policy.KindIpvtap:
-		p.Backend = "ethernet"
-		p.Device = DeviceName(nw.Kind, d.Seed(), p.MAC, nw.Name)
+	case "network":
+		def.Source = &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: HostdevNetwork(nw.Name)}}
+		def.Target, def.Driver = nil, nil
+		vlan()
+		return &def
+	case "ethernet":
 		def.Source = &libvirtxml.DomainInterfaceSource{Ethernet: &libvirtxml.DomainInterfaceSourceEthernet{}}
 		def.Target = &libvirtxml.DomainInterfaceTarget{Dev: p.Device, Managed: "no"}
-	default:
-		return nil, fmt.Errorf("kind %q is not supported", nw.Kind)
 	}
 	if def.Model == nil {
 		def.Model = &libvirtxml.DomainInterfaceModel{Type: nw.Model}
 	}
-	// Driver: vhost and queues apply to virtio only.
 	if def.Model.Type == "virtio" {
 		drv := libvirtxml.DomainInterfaceDriver{}
 		if orig.Driver != nil {
 			drv = *orig.Driver
 		}
-		switch nw.Vhost {
-		case "on":
-			drv.Name = "vhost"
-		case "off":
-			drv.Name = "qemu"
-		case "auto":
-			if opts.Local {
-				if _, err := os.Stat(filepath.Join(opts.DevRoot, "vhost-net")); err == nil {
-					drv.Name = "vhost"
-				} else {
-					drv.Name = "qemu"
-				}
-			} else {
-				drv.Name = "" // libvirt uses vhost-net at start when the host has it
-			}
-		}
-		p.Driver = drv.Name
-		q := nw.Queues
-		if q == 0 {
-			q = d.VCPUs
-			if q > MaxQueues {
-				q = MaxQueues
-			}
-		}
-		if q > 1 {
-			drv.Queues = uint(q)
-		} else {
-			drv.Queues = 0
-		}
-		p.Queues = drv.Queues
-		if drv == (libvirtxml.DomainInterfaceDriver{}) {
-			def.Driver = nil
-		} else {
+		drv.Name, drv.Queues = p.Driver, p.Queues
+		def.Driver = nil
+		if drv != (libvirtxml.DomainInterfaceDriver{}) {
 			def.Driver = &drv
 		}
 	}
 	if nw.MTU > 0 {
 		def.MTU = &libvirtxml.DomainInterfaceMTU{Size: uint(nw.MTU)}
 	}
-	if b := nw.Bandwidth; b != nil {
-		bw := &libvirtxml.DomainInterfaceBandwidth{}
-		if b.InboundAverage != nil {
-			bw.Inbound = &libvirtxml.DomainInterfaceBandwidthParams{Average: b.InboundAverage, Peak: b.InboundPeak, Burst: b.InboundBurst}
-		}
-		if b.OutboundAverage != nil {
-			bw.Outbound = &libvirtxml.DomainInterfaceBandwidthParams{Average: b.OutboundAverage, Peak: b.OutboundPeak, Burst: b.OutboundBurst}
-		}
-		def.Bandwidth = bw
+	def.Bandwidth = bandwidth(nw.Bandwidth, def.Bandwidth)
+	return &def
+}
+
+// bandwidth is the policy's limits as libvirt's element; with none in the
+// policy the document's own (have) stays.
+func bandwidth(b *policy.Bandwidth, have *libvirtxml.DomainInterfaceBandwidth) *libvirtxml.DomainInterfaceBandwidth {
+	if b == nil {
+		return have
 	}
-	return &def, nil
+	bw := &libvirtxml.DomainInterfaceBandwidth{}
+	if b.InboundAverage != nil {
+		bw.Inbound = &libvirtxml.DomainInterfaceBandwidthParams{Average: b.InboundAverage, Peak: b.InboundPeak, Burst: b.InboundBurst}
+	}
+	if b.OutboundAverage != nil {
+		bw.Outbound = &libvirtxml.DomainInterfaceBandwidthParams{Average: b.OutboundAverage, Peak: b.OutboundPeak, Burst: b.OutboundBurst}
+	}
+	return bw
 }
 
 func virtualPort(vp *policy.VirtualPort, seed, macAddr string) *libvirtxml.DomainInterfaceVirtualPort {

@@ -63,45 +63,19 @@ func Probe(ctx context.Context, log hclog.Logger, h *netlink.Handle, parent stri
 		timeout = time.Second
 	}
 	m := netdev.New(log, h)
-	p, err := m.ParentStatus(parent)
-	switch {
-	case err != nil:
+	if err := probeable(m, parent); err != nil {
 		return res, err
-	case !p.Exists:
-		return res, fmt.Errorf("%w: %s", netdev.ErrNoParent, parent)
-	case !p.Up || !p.Carrier:
-		return res, fmt.Errorf("parent %s is down or has no carrier: cannot probe its switch", parent)
 	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigc)
-	var gotSig os.Signal
-	sigDone := make(chan struct{})
-	go func() {
-		defer close(sigDone)
-		select {
-		case s := <-sigc:
-			gotSig = s
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx, stop := untilSignal(ctx)
 	defer func() {
-		cancel()
-		<-sigDone
-		if gotSig != nil {
-			err = errors.Join(fmt.Errorf("%w: %v", ErrInterrupted, gotSig), err)
+		if sig := stop(); sig != nil {
+			err = errors.Join(fmt.Errorf("%w: %v", ErrInterrupted, sig), err)
 		}
 	}()
-
 	id, names, err := probeID()
 	if err != nil {
 		return res, err
 	}
-	tag := netdev.PurposeTag(netdev.ProbePurpose, id)
 	log = log.With("probe_id", id)
 	// Remove both devices whatever happens below. Delete checks the tag, so
 	// it never removes a device it did not make.
@@ -113,28 +87,96 @@ func Probe(ctx context.Context, log hclog.Logger, h *netlink.Handle, parent stri
 			}
 		}
 	}()
+	pair, err := makePair(m, names, parent, netdev.PurposeTag(netdev.ProbePurpose, id))
+	defer pair.close()
+	if err != nil {
+		return res, err
+	}
+	return pair.exchange(ctx, log, id, parent, timeout)
+}
 
-	var devs [2]netdev.Device
-	var taps [2]*netdev.Tap
+// probeable checks that parent exists, is up and has carrier.
+func probeable(m *netdev.Manager, parent string) error {
+	p, err := m.ParentStatus(parent)
+	switch {
+	case err != nil:
+		return err
+	case !p.Exists:
+		return fmt.Errorf("%w: %s", netdev.ErrNoParent, parent)
+	case !p.Up || !p.Carrier:
+		return fmt.Errorf("parent %s is down or has no carrier: cannot probe its switch", parent)
+	}
+	return nil
+}
+
+// untilSignal returns a context that SIGINT or SIGTERM cancels, and a stop
+// function that removes the handler and returns the signal that came, if
+// one did.
+func untilSignal(parent context.Context) (context.Context, func() os.Signal) {
+	ctx, cancel := context.WithCancel(parent)
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+	var got os.Signal
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case s := <-sigc:
+			got = s
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() os.Signal {
+		cancel()
+		<-done
+		signal.Stop(sigc)
+		return got
+	}
+}
+
+// probePair is the two VEPA devices of one probe and their taps.
+type probePair struct {
+	devs [2]netdev.Device
+	taps [2]*netdev.Tap
+}
+
+// makePair creates the two probe devices on parent and opens their taps.
+// close the pair even when it returns an error.
+func makePair(m *netdev.Manager, names [2]string, parent string, tag netdev.Tag) (*probePair, error) {
+	pp := &probePair{}
 	for i, n := range names {
 		spec := netdev.Spec{Name: n, Kind: netdev.KindMacvtap, Parent: parent,
 			Mode: "vepa", MAC: randomMAC(), Tag: tag, Up: true}
 		if ProbeIndex != nil {
 			spec.Index = ProbeIndex()
 		}
-		devs[i], err = m.Create(spec)
-		if err != nil {
-			return res, fmt.Errorf("probe device: %w", err)
+		var err error
+		if pp.devs[i], err = m.Create(spec); err != nil {
+			return pp, fmt.Errorf("probe device: %w", err)
 		}
-		if taps[i], err = netdev.OpenTap(devs[i], false); err != nil {
-			return res, fmt.Errorf("probe device: %w", err)
+		if pp.taps[i], err = netdev.OpenTap(pp.devs[i], false); err != nil {
+			return pp, fmt.Errorf("probe device: %w", err)
 		}
-		defer taps[i].Close()
 	}
+	return pp, nil
+}
+
+func (pp *probePair) close() {
+	for _, t := range pp.taps {
+		if t != nil {
+			t.Close()
+		}
+	}
+}
+
+// exchange sends a frame from A to B every 100 ms until B receives one or
+// timeout passes.
+func (pp *probePair) exchange(ctx context.Context, log hclog.Logger, id, parent string, timeout time.Duration) (res ProbeResult, err error) {
 	payload := []byte("virtap-probe:" + id)
-	frame := netdev.EthernetFrame(devs[1].MAC, devs[0].MAC, netdev.EtherTypeLocalExp1, payload)
+	frame := netdev.EthernetFrame(pp.devs[1].MAC, pp.devs[0].MAC, netdev.EtherTypeLocalExp1, payload)
 	match := func(f netdev.Frame) bool {
-		return f.EtherType == netdev.EtherTypeLocalExp1 && bytes.Equal(f.Src, devs[0].MAC) &&
+		return f.EtherType == netdev.EtherTypeLocalExp1 && bytes.Equal(f.Src, pp.devs[0].MAC) &&
 			bytes.HasPrefix(f.Payload, payload)
 	}
 	deadline := time.Now().Add(timeout)
@@ -143,7 +185,7 @@ func Probe(ctx context.Context, log hclog.Logger, h *netlink.Handle, parent stri
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("probe on %s: %w", parent, err)
 		}
-		if err := taps[0].Write(frame); err != nil {
+		if err := pp.taps[0].Write(frame); err != nil {
 			return res, err
 		}
 		sent++
@@ -151,7 +193,7 @@ func Probe(ctx context.Context, log hclog.Logger, h *netlink.Handle, parent stri
 		if wait.After(deadline) {
 			wait = deadline
 		}
-		_, rerr := taps[1].Expect(wait, match)
+		_, rerr := pp.taps[1].Expect(wait, match)
 		if rerr == nil {
 			res.Reflects = true
 			res.Detail = fmt.Sprintf("the switch behind %s reflects frames (hairpin / reflective relay on): a frame between two VEPA devices came back after %d send(s)", parent, sent)
