@@ -7,13 +7,20 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 FUZZTIME  ?= 5s
 export GOFLAGS ?= -mod=mod
 
-.PHONY: all build deps test unit fuzz bench demo e2e clean fmt vet
+.PHONY: all build deps test unit fuzz bench demo e2e clean fmt vet deb
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/virtap ./cmd/virtap
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/virtap-hook ./cmd/virtap-hook
+
+# The Debian package: PIE binaries (lintian wants no static non-PIE ELF),
+# then hack/deb (nfpm as a library) writes virtap_VERSION_amd64.deb here.
+deb:
+	$(GO) build -trimpath -buildmode=pie -ldflags '$(LDFLAGS)' -o $(BIN)/deb/virtap ./cmd/virtap
+	CGO_ENABLED=0 $(GO) build -trimpath -buildmode=pie -ldflags '$(LDFLAGS)' -o $(BIN)/deb/virtap-hook ./cmd/virtap-hook
+	$(GO) run ./hack/deb -virtap $(BIN)/deb/virtap -hook $(BIN)/deb/virtap-hook -out .
 
 deps:
 	@hack/deps.sh
@@ -43,4 +50,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) virtap_*.deb

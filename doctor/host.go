@@ -162,6 +162,12 @@ func (r *run) hooksCheck() {
 	case err != nil:
 		res(Fail, fmt.Sprintf("cannot read %s: %v", path, err), "")
 		return
+	case fi.Mode()&fs.ModeSymlink != 0:
+		// The Debian package links qemu.d/virtap to /usr/libexec/virtap/virtap-hook.
+		if fi, err = os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+			res(Fail, path+" is a symlink to nothing usable", "reinstall the virtap package, or remove the link and run virtap hooks install")
+			return
+		}
 	case !fi.Mode().IsRegular():
 		res(Fail, path+" is not a regular file", "move it away, then virtap hooks install")
 		return

@@ -17,6 +17,10 @@ have ip                || need+=(iproute2)
 have ping              || need+=(iputils-ping)
 have gcc               || need+=(gcc libc6-dev)
 have pkg-config        || need+=(pkg-config)
+have lintian           || need+=(lintian)
+have man               || need+=(man-db)
+have promtool          || need+=(prometheus)
+have dpkg-deb          || need+=(dpkg)
 have hyperfine         || [ "${VIRTAP_BENCH:-}" != 1 ] || need+=(hyperfine)
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -31,7 +31,9 @@ type HookConfig struct {
 	Policy   string `toml:"policy"`
 	StateDir string `toml:"state_dir"`
 	LogLevel string `toml:"log_level"`
-	Host     string `toml:"host"`
+	// LogTarget: auto (the journal, else syslog, else stderr), journal, syslog or stderr.
+	LogTarget string `toml:"log_target,omitempty"`
+	Host      string `toml:"host"`
 }
 
 // InstallOptions say where to put the hook and what it should use.
@@ -149,7 +151,7 @@ func LoadHookConfig(exe string) (HookConfig, error) {
 		for i, k := range u {
 			keys[i] = k.String()
 		}
-		return c, fmt.Errorf("%s: unknown keys %s (allowed: policy, state_dir, log_level, host)", path, strings.Join(keys, ", "))
+		return c, fmt.Errorf("%s: unknown keys %s (allowed: policy, state_dir, log_level, log_target, host)", path, strings.Join(keys, ", "))
 	}
 	return c, nil
 }

@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -49,7 +50,7 @@ func main() {
 // that 'virtap hooks install' wrote beside the hook, then the defaults.
 func config() hooks.Config {
 	var hc hooks.HookConfig
-	if exe, err := os.Executable(); err == nil {
+	if exe, err := hookPath(); err == nil {
 		c, err := hooks.LoadHookConfig(exe)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "virtap-hook: %v (using defaults)\n", err)
@@ -75,4 +76,15 @@ func config() hooks.Config {
 		StateDir:   pick("VIRTAP_STATE_DIR", hc.StateDir, "/var/lib/virtap"),
 		Host:       pick("VIRTAP_HOST", hc.Host, ""),
 	}
+}
+
+// hookPath is where libvirt found the hook: argv[0], which libvirt sets to
+// HOOKS/qemu.d/virtap. The package installs that as a symlink to
+// /usr/libexec/virtap/virtap-hook, and os.Executable would resolve it, so
+// the settings beside the link would not be found.
+func hookPath() (string, error) {
+	if len(os.Args) > 0 && filepath.IsAbs(os.Args[0]) {
+		return os.Args[0], nil
+	}
+	return os.Executable()
 }
