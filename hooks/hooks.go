@@ -169,7 +169,35 @@ func RunInput(cfg Config, req Request, input []byte) error {
 	if d.Record == nil {
 		return nil
 	}
-	return h.Handle(c)
+	c.log = c.log.With("uuid", c.Guest.UUID.String())
+	err = h.Handle(c)
+	c.summary(err)
+	return err
+}
+
+// done names, per operation, what a successful run did (the operator's
+// log line; the lower layers log each device, reservation and filter).
+var done = map[string]string{
+	"prepare":   "prepared: host devices, reservations and leases in place",
+	"start":     "start checked: devices present, filters on",
+	"started":   "started: filters checked",
+	"stopped":   "released",
+	"release":   "released",
+	"migrate":   "domain xml rewritten for this host",
+	"restore":   "domain xml rewritten for this host",
+	"reconnect": "reconnected: records and reservations rebuilt",
+}
+
+// summary logs one line per hook run: what it did, or why it refused.
+func (c *Call) summary(err error) {
+	switch {
+	case err != nil && MayFail(c.Req.Op):
+		c.log.Error("refused", "error", err)
+	case err != nil:
+		c.log.Error("failed", "error", err)
+	default:
+		c.log.Info(done[c.Req.Op], "interfaces", len(c.Doc.Record.Interfaces))
+	}
 }
 
 // MayFail: only these operations may stop the guest (or its migration).

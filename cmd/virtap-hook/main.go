@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/virtap/virtap/hooks"
+	"github.com/virtap/virtap/internal/logsink"
 )
 
 var version = "dev"
@@ -66,12 +69,25 @@ func config() hooks.Config {
 		}
 		return def
 	}
-	level := hclog.LevelFromString(pick("VIRTAP_LOG_LEVEL", hc.LogLevel, "warn"))
+	level := hclog.LevelFromString(pick("VIRTAP_LOG_LEVEL", hc.LogLevel, "info"))
 	if level == hclog.NoLevel {
-		level = hclog.Warn
+		fmt.Fprintf(os.Stderr, "virtap-hook: log_level %q: allowed: trace, debug, info, warn, error (using info)\n", hc.LogLevel)
+		level = hclog.Info
+	}
+	// The journal when there is one, else syslog, else stderr (which
+	// libvirtd keeps only in debug mode). The sockets open lazily: a run
+	// that logs nothing never touches them.
+	sink := &logsink.Sink{
+		Target:  pick("VIRTAP_LOG_TARGET", hc.LogTarget, logsink.TargetAuto),
+		Journal: os.Getenv("VIRTAP_JOURNAL_SOCKET"),
+		Syslog:  os.Getenv("VIRTAP_SYSLOG_SOCKET"),
+	}
+	if !slices.Contains(logsink.Targets(), sink.Target) {
+		fmt.Fprintf(os.Stderr, "virtap-hook: log_target %q: allowed: %s (using auto)\n", sink.Target, strings.Join(logsink.Targets(), ", "))
+		sink.Target = logsink.TargetAuto
 	}
 	return hooks.Config{
-		Log:        hclog.New(&hclog.LoggerOptions{Name: "virtap", Level: level, Output: os.Stderr}),
+		Log:        logsink.New("virtap", level, sink),
 		PolicyPath: pick("VIRTAP_POLICY", hc.Policy, "/etc/virtap/policy.toml"),
 		StateDir:   pick("VIRTAP_STATE_DIR", hc.StateDir, "/var/lib/virtap"),
 		Host:       pick("VIRTAP_HOST", hc.Host, ""),

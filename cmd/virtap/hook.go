@@ -73,7 +73,7 @@ libvirtd reads its hooks only when it starts: restart it afterwards.`,
 				}
 			}
 			path, err := hooks.Install(hooks.InstallOptions{HooksDir: dir, Binary: binary,
-				HookConfig: hooks.HookConfig{Policy: pol, StateDir: state, LogLevel: "warn", Host: host}})
+				HookConfig: hooks.HookConfig{Policy: pol, StateDir: state, LogLevel: "info", LogTarget: "auto", Host: host}})
 			if err != nil {
 				return err
 			}
