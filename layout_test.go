@@ -1,7 +1,7 @@
 // The fence: the layout of ARCHITECTURE.md section 1, checked with go list.
 // Define time (provision/) is pure, the hook binary links neither libvirt
 // nor the VEPA probe, and the top-level folders import one way:
-// cmd -> doctor -> hooks -> host -> passthrough/vepa -> provision -> internal.
+// cmd -> doctor, metrics -> hooks -> host -> passthrough/vepa -> provision -> internal.
 package virtap_test
 
 import (
@@ -88,6 +88,7 @@ var rank = map[string]int{
 	"host":        3,
 	"hooks":       4,
 	"doctor":      5,
+	"metrics":     5,
 	"cmd":         6,
 }
 

@@ -101,6 +101,7 @@ qemu hook so host-side work follows each guest's lifecycle.`,
 		statusCmd(g),
 		gcCmd(g),
 		doctorCmd(g),
+		metricsCmd(g),
 		genDocsCmd(),
 	)
 	return root

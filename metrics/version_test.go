@@ -1,0 +1,5 @@
+package metrics
+
+import "runtime"
+
+var runtimeVersionValue = runtime.Version()
