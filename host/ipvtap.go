@@ -180,7 +180,7 @@ func (r *Realiser) prepareAddresses(g *Guest, ir IfaceRecordAlias, undo *revert)
 	if err := AddGuestAddresses(r.Net.Handle(), ir.Device, []netip.Addr{a}); err != nil {
 		return err
 	}
-	r.Log.Named("ipvtap").Debug("guest address", "domain", g.Name, "device", ir.Device, "addr", a.String())
+	r.Log.Named("ipvtap").Info("guest address leased and routed", "domain", g.Name, "device", ir.Device, "addr", a.String())
 	return nil
 }
 

@@ -144,7 +144,7 @@ func (p *Pool) Reserve(st *store.Store, h store.Holder, inUse func(netdev string
 		// a MAC, or the pool changed): hand it back and report.
 		return VF{}, fmt.Errorf("pool %q: %s already holds %q, which is no longer a member", p.Name, h, key)
 	}
-	p.log().Debug("reserved vf", "device", key, "netdev", m.Netdev, "uuid", h.UUID, "mac", h.MAC)
+	p.log().Info("reserved vf", "device", key, "netdev", m.Netdev, "uuid", h.UUID, "mac", h.MAC)
 	return m.VF, nil
 }
 
@@ -252,7 +252,7 @@ func (p *Pool) release(st *store.Store, domUUID, mac string) ([]store.Reservatio
 			errs = append(errs, err)
 			continue
 		}
-		log.Debug("released vf")
+		log.Info("released vf")
 		out = append(out, r)
 	}
 	return out, errors.Join(errs...)

@@ -79,7 +79,7 @@ func (m *Manager) Create(s Spec) (dev Device, err error) {
 	if err := s.Validate(); err != nil {
 		return Device{}, err
 	}
-	log := m.log.With("name", s.Name, "kind", s.Kind, "parent", s.Parent, "mode", s.Mode)
+	log := m.log.With("device", s.Name, "kind", s.Kind, "parent", s.Parent, "mode", s.Mode)
 	// Round trips are the cost here (RTNL serialises creation): no lookup
 	// of the name first (EEXIST says it exists), up at creation, and the
 	// index from LinkAdd's own read-back.

@@ -34,7 +34,7 @@ func (m *Manager) deleteLink(h *netlink.Handle, l netlink.Link) error {
 		}
 		return fmt.Errorf("delete %s: %w", a.Name, err)
 	}
-	m.log.Info("deleted device", "name", a.Name, "index", a.Index, "tag", a.Alias)
+	m.log.Info("deleted device", "device", a.Name, "index", a.Index, "tag", a.Alias)
 	return nil
 }
 

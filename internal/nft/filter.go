@@ -201,7 +201,7 @@ func (m *Manager) Apply(s Spec) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: install filter for %s on %s: %w", s.MAC, s.Device, err)
 	}
-	m.log.Debug("filter installed", "domain", s.Domain.String(), "mac", s.MAC.String(), "device", s.Device,
+	m.log.Info("filter installed", "uuid", s.Domain.String(), "mac", s.MAC.String(), "device", s.Device,
 		"addresses", len(s.Addresses), "replaced", len(old) > 0)
 	return nil
 }
