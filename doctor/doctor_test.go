@@ -539,6 +539,22 @@ func TestHooks(t *testing.T) {
 	}
 	rep = doctor(t, e, p)
 	want(t, one(t, rep, CheckHooks, ""), OK, "virtap's hook is installed at "+path)
+
+	// The Debian package's layout: a symlink to /usr/libexec/virtap/virtap-hook.
+	target := filepath.Join(t.TempDir(), "virtap-hook")
+	if err := os.Rename(path, target); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	rep = doctor(t, e, p)
+	want(t, one(t, rep, CheckHooks, ""), OK, "virtap's hook is installed at "+path)
+	if err := os.Remove(target); err != nil {
+		t.Fatal(err)
+	}
+	rep = doctor(t, e, p)
+	want(t, one(t, rep, CheckHooks, ""), Fail, "symlink to nothing usable")
 }
 
 func TestLibvirtVersion(t *testing.T) {

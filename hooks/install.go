@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,6 +111,11 @@ func refuseForeign(path string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		if data, err := os.ReadFile(path); err == nil && bytes.Contains(data, []byte(BinaryMarker)) {
+			return fmt.Errorf("%s is a symlink to a virtap hook, as the virtap Debian package installs it: the package manages it (dpkg -S %s); virtap hooks install/uninstall leave it alone", path, path)
+		}
 	}
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s exists and is not a regular file; virtap leaves it alone (move it away first)", path)

@@ -91,3 +91,31 @@ func TestLoadHookConfigRejectsUnknownKeys(t *testing.T) {
 		t.Fatalf("missing settings: %+v %v", c, err)
 	}
 }
+
+// The Debian package's hook is a symlink into /usr/libexec: install and
+// uninstall leave it alone and say why.
+func TestInstallLeavesPackageSymlink(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "virtap-hook")
+	if err := os.WriteFile(bin, []byte("#!/bin/false\n"+BinaryMarker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hooksDir := filepath.Join(dir, "hooks")
+	if err := os.MkdirAll(filepath.Join(hooksDir, "qemu.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(bin, HookPath(hooksDir)); err != nil {
+		t.Fatal(err)
+	}
+	for name, run := range map[string]func() error{
+		"install":   func() error { _, err := Install(InstallOptions{HooksDir: hooksDir, Binary: bin}); return err },
+		"uninstall": func() error { _, err := Uninstall(hooksDir); return err },
+	} {
+		if err := run(); err == nil || !strings.Contains(err.Error(), "Debian package") {
+			t.Errorf("%s over the package's symlink: %v", name, err)
+		}
+		if fi, err := os.Lstat(HookPath(hooksDir)); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("%s touched the package's symlink: %v", name, err)
+		}
+	}
+}
