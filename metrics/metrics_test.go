@@ -86,38 +86,7 @@ devices = ["mtvf0", "mtvf1", "mtvf2", "mtvf3"]
 	}
 	defer st.Close()
 
-	web, db := uuid.New(), uuid.New()
-	webMAC := net.HardwareAddr{0x52, 0x54, 0x00, 0x77, 0x00, 0x01}
-	dbMAC := net.HardwareAddr{0x52, 0x54, 0x00, 0x77, 0x00, 0x02}
-	must(t, st.PutIfaces(web.String(), "web1", []store.Iface{{MAC: webMAC.String(), Network: "lan", Kind: "macvtap", Device: "mtg1"}}))
-	must(t, st.PutIfaces(db.String(), "db1", []store.Iface{{MAC: dbMAC.String(), Network: "edge", Kind: "ipvtap"}}))
-	edge, err := host.ParsePool("198.51.100.0/24", "198.51.100.10-198.51.100.19", "198.51.100.10")
-	must(t, err)
-	for i := 0; i < 3; i++ {
-		h := store.Holder{UUID: db.String(), MAC: fmt.Sprintf("52:54:00:77:01:%02x", i)}
-		_, err := host.LeaseAddress(st, "edge", edge, h)
-		must(t, err)
-	}
-	inUse, err := passthrough.LinkUsage(hns.NL)
-	must(t, err)
-	pool := &passthrough.Pool{Name: "fast", Devices: []string{"mtvf0", "mtvf1", "mtvf2", "mtvf3"}, SysfsRoot: "/sys"}
-	_, err = pool.Reserve(st, store.Holder{UUID: db.String(), MAC: dbMAC.String()}, inUse)
-	must(t, err)
-
-	// Two guest macvtaps on the parent (two MACs), one filtered.
-	dev := macvtap(t, nd, sw.Uplink, "mtg1", web, webMAC)
-	macvtap(t, nd, sw.Uplink, "mtg2", db, net.HardwareAddr{0x52, 0x54, 0x00, 0x77, 0x00, 0x03})
-	fm := nft.New(log)
-	t.Cleanup(func() { _ = fm.Remove(web) })
-	guestIP := net.IPv4(192, 0, 2, 50).To4()
-	must(t, fm.Apply(nft.Spec{Domain: web, MAC: webMAC, Device: dev.Name, Addresses: []netip.Addr{netip.AddrFrom4([4]byte(guestIP))}}))
-	tap, err := netdev.OpenTap(dev, false)
-	must(t, err)
-	defer tap.Close()
-	forged := net.HardwareAddr{0x52, 0x54, 0x00, 0xee, 0x00, 0x09}
-	must(t, tap.Write(netdev.ARPRequest(webMAC, guestIP, sw.ExtIP)))
-	must(t, tap.Write(netdev.ARPRequest(forged, guestIP, sw.ExtIP)))
-	time.Sleep(100 * time.Millisecond)
+	web, webMAC, fm := hostState(t, hns, sw, nd, st)
 
 	snap, err := Gather(Source{Policy: pol, Store: st, Net: nd, SysfsRoot: "/sys", Version: "test"})
 	must(t, err)
@@ -168,7 +137,12 @@ devices = ["mtvf0", "mtvf1", "mtvf2", "mtvf3"]
 		t.Logf("metrics:\n%s", text.String())
 	}
 
-	// --textfile: the same text, replaced atomically.
+	checkTextfile(t, reg)
+}
+
+// checkTextfile: --textfile writes the same text, replaced atomically.
+func checkTextfile(t *testing.T, reg *prometheus.Registry) {
+	t.Helper()
 	dir := t.TempDir()
 	path, err := WriteTextfile(dir, reg)
 	must(t, err)
@@ -181,6 +155,48 @@ devices = ["mtvf0", "mtvf1", "mtvf2", "mtvf3"]
 	if _, err := WriteTextfile(filepath.Join(dir, "missing"), reg); err == nil || !strings.Contains(err.Error(), "--textfile") {
 		t.Errorf("a missing textfile directory: %v", err)
 	}
+}
+
+// hostState fills the store (two guests, three leases, a reservation) and
+// the netns (two guest macvtaps, one filtered, which then sends an honest
+// and a forged frame). It returns the filtered guest and the filter.
+func hostState(t *testing.T, hns *nstest.NS, sw *nstest.Switched, nd *netdev.Manager, st *store.Store) (uuid.UUID, net.HardwareAddr, *nft.Manager) {
+	t.Helper()
+	log := hclog.NewNullLogger()
+	web, db := uuid.New(), uuid.New()
+	webMAC := net.HardwareAddr{0x52, 0x54, 0x00, 0x77, 0x00, 0x01}
+	dbMAC := net.HardwareAddr{0x52, 0x54, 0x00, 0x77, 0x00, 0x02}
+	must(t, st.PutIfaces(web.String(), "web1", []store.Iface{{MAC: webMAC.String(), Network: "lan", Kind: "macvtap", Device: "mtg1"}}))
+	must(t, st.PutIfaces(db.String(), "db1", []store.Iface{{MAC: dbMAC.String(), Network: "edge", Kind: "ipvtap"}}))
+	edge, err := host.ParsePool("198.51.100.0/24", "198.51.100.10-198.51.100.19", "198.51.100.10")
+	must(t, err)
+	for i := 0; i < 3; i++ {
+		h := store.Holder{UUID: db.String(), MAC: fmt.Sprintf("52:54:00:77:01:%02x", i)}
+		_, err := host.LeaseAddress(st, "edge", edge, h)
+		must(t, err)
+	}
+	inUse, err := passthrough.LinkUsage(hns.NL)
+	must(t, err)
+	pool := &passthrough.Pool{Name: "fast", Devices: []string{"mtvf0", "mtvf1", "mtvf2", "mtvf3"}, SysfsRoot: "/sys"}
+	_, err = pool.Reserve(st, store.Holder{UUID: db.String(), MAC: dbMAC.String()}, inUse)
+	must(t, err)
+
+	// Two guest macvtaps on the parent (two MACs), one filtered.
+	dev := macvtap(t, nd, sw.Uplink, "mtg1", web, webMAC)
+	macvtap(t, nd, sw.Uplink, "mtg2", db, net.HardwareAddr{0x52, 0x54, 0x00, 0x77, 0x00, 0x03})
+	fm := nft.New(log)
+	t.Cleanup(func() { _ = fm.Remove(web) })
+	guestIP := net.IPv4(192, 0, 2, 50).To4()
+	must(t, fm.Apply(nft.Spec{Domain: web, MAC: webMAC, Device: dev.Name, Addresses: []netip.Addr{netip.AddrFrom4([4]byte(guestIP))}}))
+	tap, err := netdev.OpenTap(dev, false)
+	must(t, err)
+	t.Cleanup(func() { tap.Close() })
+	forged := net.HardwareAddr{0x52, 0x54, 0x00, 0xee, 0x00, 0x09}
+	must(t, tap.Write(netdev.ARPRequest(webMAC, guestIP, sw.ExtIP)))
+	must(t, tap.Write(netdev.ARPRequest(forged, guestIP, sw.ExtIP)))
+	time.Sleep(100 * time.Millisecond)
+
+	return web, webMAC, fm
 }
 
 func macvtap(t *testing.T, nd *netdev.Manager, parent, name string, dom uuid.UUID, mac net.HardwareAddr) netdev.Device {

@@ -74,7 +74,8 @@ func newRoot() *cobra.Command {
 		Long: `virtap gives libvirt/QEMU guests direct access to the host's network with macvtap
 and ipvtap (bridge, VEPA, private, passthrough; ipvtap l2/l3) instead of a Linux
 bridge and NAT. It rewrites domain XML from a TOML host policy and runs as a libvirt
-qemu hook so host-side work follows each guest's lifecycle.`,
+qemu hook so host-side work follows each guest's lifecycle. The policy file is
+described in virtap-policy.toml(5).`,
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -193,3 +193,35 @@ func TestJournalKey(t *testing.T) {
 		}
 	}
 }
+
+// What one record costs the hook: hclog's JSON, the parse, the datagram.
+func BenchmarkJournalRecord(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "journal")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	log := New("virtap", hclog.Info, &Sink{Journal: path}).Named("hook").With("op", "prepare", "domain", "web1", "uuid", testUUID)
+	b.ReportAllocs()
+	for b.Loop() {
+		log.Info("created device", "device", "vti3c7a5a53", "mac", "52:54:00:00:00:01")
+	}
+}
+
+// A record below the level: what a quiet hook pays per call.
+func BenchmarkBelowLevel(b *testing.B) {
+	log := New("virtap", hclog.Info, &Sink{Journal: filepath.Join(b.TempDir(), "none")}).With("op", "prepare")
+	b.ReportAllocs()
+	for b.Loop() {
+		log.Debug("details", "device", "vti3c7a5a53")
+	}
+}
