@@ -21,6 +21,7 @@ have lintian           || need+=(lintian)
 have man               || need+=(man-db)
 have promtool          || need+=(prometheus)
 have dpkg-deb          || need+=(dpkg)
+have dpkg-shlibdeps    || need+=(dpkg-dev)
 have hyperfine         || [ "${VIRTAP_BENCH:-}" != 1 ] || need+=(hyperfine)
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -116,10 +116,14 @@ func policyManPage(readme string, when time.Time) ([]byte, error) {
 	return md2man.Render([]byte(md.String())), nil
 }
 
-// elfDepends maps the shared libraries a binary links to the packages that
-// ship them, with the version their shlibs file asks for (what
-// dpkg-shlibdeps does, without a debian/ source tree).
+// elfDepends returns the packages (with minimum versions) of the shared
+// libraries bin links: dpkg-shlibdeps's answer (symbols files) when
+// dpkg-dev is installed, else the NEEDED entries mapped with dpkg-query
+// and the shlibs files.
 func elfDepends(bin string) ([]string, error) {
+	if deps, err := shlibdeps(bin); err == nil {
+		return deps, nil
+	}
 	f, err := elf.Open(bin)
 	if err != nil {
 		return nil, err
@@ -176,10 +180,47 @@ func libPackage(lib string) (string, error) {
 		}
 		for _, line := range strings.Split(string(b), "\n") {
 			fs := strings.Fields(line)
-			if len(fs) >= 3 && fs[0] == strings.TrimPrefix(soname[0], "lib") && fs[1] == soname[1] {
+			if len(fs) >= 3 && fs[0] == soname[0] && fs[1] == soname[1] {
 				return strings.Join(fs[2:], " "), nil
 			}
 		}
 	}
 	return pkg, nil
+}
+
+// shlibdeps runs dpkg-shlibdeps on bin in a scratch tree (it wants a
+// debian/control) and returns its shlibs:Depends.
+func shlibdeps(bin string) ([]string, error) {
+	abs, err := filepath.Abs(bin)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "virtap-shlibdeps-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Mkdir(filepath.Join(dir, "debian"), 0o755); err != nil {
+		return nil, err
+	}
+	control := "Source: virtap\n\nPackage: virtap\nArchitecture: amd64\n"
+	if err := os.WriteFile(filepath.Join(dir, "debian", "control"), []byte(control), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("dpkg-shlibdeps", "-O", abs)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "shlibs:Depends="); ok {
+			var deps []string
+			for _, d := range strings.Split(v, ",") {
+				deps = append(deps, strings.TrimSpace(d))
+			}
+			return deps, nil
+		}
+	}
+	return nil, fmt.Errorf("dpkg-shlibdeps printed no shlibs:Depends")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -25,5 +26,20 @@ func TestPolicyManPageNamesEveryKey(t *testing.T) {
 		if !strings.Contains(strings.ReplaceAll(text, `\_`, "_"), k) {
 			t.Errorf("virtap-policy.toml(5) does not name %s", k)
 		}
+	}
+}
+
+// Depends names what virtap links, with minimum versions.
+func TestDependsFromELF(t *testing.T) {
+	exe, err := os.Executable() // this test binary links libc like virtap
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps, err := elfDepends(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(deps) == 0 || !strings.HasPrefix(deps[0], "libc6 (>= ") {
+		t.Errorf("Depends of a binary that links libc: %q", deps)
 	}
 }
