@@ -23,7 +23,6 @@ package nft
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -37,6 +36,7 @@ import (
 	"github.com/google/nftables/userdata"
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
+	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -48,19 +48,39 @@ const TablePrefix = "virtap-"
 
 // Reasons a frame is dropped; each names one counter per interface.
 const (
-	ReasonSeen       = "seen"        // not a drop: every frame the guest sent
-	ReasonMAC        = "mac"         // Ethernet source is not the guest's MAC
-	ReasonEtherType  = "ethertype"   // not IPv4, ARP or IPv6 (VLAN tags, LLDP, ...)
-	ReasonARPFormat  = "arp-format"  // ARP that is not Ethernet/IPv4
-	ReasonARPMAC     = "arp-mac"     // ARP sender hardware address is not the guest's
-	ReasonARPIP      = "arp-ip"      // ARP sender IP is not one of the guest's
-	ReasonIPv4Source = "ip4-source"  // IPv4 source is not one of the guest's
-	ReasonDHCPServer = "dhcp-server" // DHCP/DHCPv6 server replies from a guest
-	ReasonRA         = "ra"          // IPv6 router advertisement from a guest
-	ReasonIPv6Source = "ip6-source"  // IPv6 source is not one of the guest's
-	ReasonNDTarget   = "nd-target"   // neighbour advertisement for a foreign address
-	ReasonNDLLAddr   = "nd-lladdr"   // neighbour advertisement with a foreign link-layer address
+	ReasonSeen        = "seen"        // not a drop: every frame the guest sent
+	ReasonMAC         = "mac"         // Ethernet source is not the guest's MAC
+	ReasonEtherType   = "ethertype"   // not IPv4, ARP or IPv6 (VLAN tags, LLDP, ...)
+	ReasonARPFormat   = "arp-format"  // ARP that is not Ethernet/IPv4
+	ReasonARPMAC      = "arp-mac"     // ARP sender hardware address is not the guest's
+	ReasonARPIP       = "arp-ip"      // ARP sender IP is not one of the guest's
+	ReasonIPv4Source  = "ip4-source"  // IPv4 source is not one of the guest's
+	ReasonDHCPServer  = "dhcp-server" // DHCP/DHCPv6 server messages: to port 68/546, from 67/547, BOOTREPLY
+	ReasonRA          = "ra"          // IPv6 router advertisement from a guest
+	ReasonRedirect    = "redirect"    // ICMP or ICMPv6 redirect from a guest
+	ReasonRenumbering = "renumbering" // ICMPv6 router renumbering from a guest
+	ReasonIPv6Frag    = "ip6-frag"    // IPv6 fragment of ICMPv6, or whose header chain cannot be followed
+	ReasonIPv6Source  = "ip6-source"  // IPv6 source is not one of the guest's
+	ReasonNDTarget    = "nd-target"   // NA (or DAD NS) for an address that is not the guest's
+	ReasonNDLLAddr    = "nd-lladdr"   // NS/NA whose link-layer address option is not the guest's MAC
+	ReasonLearned     = "learned"     // not a drop: DHCPACKs toward the guest that bound an address
 )
+
+// How an interface's addresses are known (the network's learn key).
+const (
+	// LearnDHCP: the fixed addresses plus what the LAN's DHCP server acks
+	// to the guest's MAC, for the lease time (DHCP snooping, learn.go).
+	LearnDHCP = "dhcp"
+	// LearnNone: only the fixed addresses (and, for IPv6, the addresses
+	// derived from the MAC). The zero value of Spec.Learn means this.
+	LearnNone = "none"
+	// LearnOpen: source addresses are not bound at all; the MAC, ARP and
+	// ND link-layer addresses and the DHCP and router guards still apply.
+	LearnOpen = "open"
+)
+
+// LearnValues lists the allowed values of Spec.Learn (and the policy key).
+var LearnValues = []string{LearnDHCP, LearnNone, LearnOpen}
 
 // Spec is one untrusted guest interface's filter.
 type Spec struct {
@@ -69,11 +89,14 @@ type Spec struct {
 	// Device is the host-side device whose egress carries the guest's
 	// frames: its macvtap or ipvtap.
 	Device string
-	// Addresses the guest may use as source. Empty for a family means
-	// "unknown": that family's source address is not checked (the MAC is).
-	// IPv6 link-local sources (fe80::/10) and the unspecified address (for
-	// DHCP and duplicate address detection) are always allowed.
+	// Addresses the guest may use as source (fixed, or leased by
+	// virtap). Besides these, a guest may use: 0.0.0.0 toward a DHCP
+	// server, :: for ICMPv6 (duplicate address detection, MLD), any IPv6
+	// address whose interface ID is the EUI-64 of its MAC (its link-local
+	// and SLAAC addresses), and with Learn = LearnDHCP what DHCP bound.
 	Addresses []netip.Addr
+	// Learn is LearnDHCP, LearnNone ("" means the same) or LearnOpen.
+	Learn string
 }
 
 // Validate checks a spec before anything is sent to the kernel.
@@ -90,12 +113,24 @@ func (s Spec) Validate() error {
 	if err := netdev.ValidateName(s.Device); err != nil {
 		return fmt.Errorf("filter: device: %w", err)
 	}
+	switch s.Learn {
+	case "", LearnDHCP, LearnNone, LearnOpen:
+	default:
+		return fmt.Errorf("filter: learn %q is not one of %s", s.Learn, strings.Join(LearnValues, ", "))
+	}
 	for _, a := range s.Addresses {
 		if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || a.Zone() != "" {
 			return fmt.Errorf("filter: address %v cannot be a guest's source address", a)
 		}
 	}
 	return nil
+}
+
+func (s Spec) learn() string {
+	if s.Learn == "" {
+		return LearnNone
+	}
+	return s.Learn
 }
 
 // TableName is the nftables table that holds a domain's filters.
@@ -126,7 +161,12 @@ func NewAt(log hclog.Logger, ns netns.NsHandle) *Manager {
 }
 
 func (m *Manager) conn() (*nftables.Conn, error) {
-	c, err := nftables.New(m.opts...)
+	// A filter with DHCP snooping is about 150 rules in one transaction:
+	// the kernel's acknowledgements overflow the default receive buffer.
+	opts := append([]nftables.ConnOption{nftables.WithSockOptions(func(c *netlink.Conn) error {
+		return c.SetReadBuffer(1 << 20)
+	})}, m.opts...)
+	c, err := nftables.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
@@ -197,7 +237,11 @@ func (m *Manager) Apply(s Spec) error {
 	}
 	c.AddTable(t)
 	delChains(c, t, old)
-	buildChains(c, t, s)
+	learn, err := m.learnedSet(c, t, base, s.learn() == LearnDHCP)
+	if err != nil {
+		return err
+	}
+	buildChains(c, t, s, learn)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: install filter for %s on %s: %w", s.MAC, s.Device, err)
 	}
@@ -206,12 +250,45 @@ func (m *Manager) Apply(s Spec) error {
 	return nil
 }
 
+// learnedSet queues what an interface's learned set needs: kept (with the
+// addresses it holds) when it exists and is wanted, made when wanted and
+// missing, deleted when no longer wanted. nil when not wanted.
+func (m *Manager) learnedSet(c *nftables.Conn, t *nftables.Table, base string, want bool) (*nftables.Set, error) {
+	var have *nftables.Set
+	var sets []*nftables.Set
+	if _, err := c.ListTableOfFamily(t.Name, t.Family); err == nil {
+		if sets, err = c.GetSets(t); err != nil {
+			return nil, fmt.Errorf("nftables: list sets of %s: %w", t.Name, err)
+		}
+	} else if !errors.Is(err, unix.ENOENT) {
+		return nil, fmt.Errorf("nftables: look up table %s: %w", t.Name, err)
+	}
+	for _, st := range sets {
+		if st.Name == LearnedSetName(base) {
+			have = st
+		}
+	}
+	switch {
+	case want && have != nil:
+		return &nftables.Set{Table: t, Name: have.Name}, nil
+	case want:
+		st := newLearnedSet(t, base)
+		if err := c.AddSet(st, nil); err != nil {
+			return nil, fmt.Errorf("nftables: learned set: %w", err)
+		}
+		return st, nil
+	case have != nil:
+		c.DelSet(&nftables.Set{Table: t, Name: have.Name})
+	}
+	return nil, nil
+}
+
 // seenComment is the comment of the first rule of an interface's base
 // chain: it names the device and a fingerprint of the whole spec, so that
 // re-applying an unchanged spec keeps the counters.
 func seenComment(s Spec) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "v1\x00%s\x00%s\x00%s", s.Domain, s.MAC, s.Device)
+	fmt.Fprintf(h, "v2\x00%s\x00%s\x00%s\x00%s", s.Domain, s.MAC, s.Device, s.learn())
 	as := append([]netip.Addr(nil), s.Addresses...)
 	sort.Slice(as, func(i, j int) bool { return as[i].Less(as[j]) })
 	for _, a := range as {
@@ -242,6 +319,9 @@ func (m *Manager) RemoveInterface(domain uuid.UUID, mac net.HardwareAddr) error 
 		return err
 	}
 	delChains(c, t, old)
+	if _, err := m.learnedSet(c, t, ChainName(mac), false); err != nil {
+		return err
+	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: remove filter for %s: %w", mac, err)
 	}
@@ -375,153 +455,14 @@ func (m *Manager) Counters(domain uuid.UUID) ([]Counter, error) {
 	return out, nil
 }
 
-// Dropped sums the drop counters of one interface (everything but "seen").
+// Dropped sums the drop counters of one interface (everything but "seen"
+// and "learned").
 func Dropped(cs []Counter, mac net.HardwareAddr) map[string]uint64 {
 	out := map[string]uint64{}
 	for _, c := range cs {
-		if c.MAC == strings.ToLower(mac.String()) && c.Reason != ReasonSeen {
+		if c.MAC == strings.ToLower(mac.String()) && c.Reason != ReasonSeen && c.Reason != ReasonLearned {
 			out[c.Reason] += c.Packets
 		}
 	}
 	return out
-}
-
-// ---- rule building ----
-
-const (
-	ethPIPv4 = 0x0800
-	ethPARP  = 0x0806
-	ethPIPv6 = 0x86dd
-)
-
-func be16(v uint16) []byte { b := make([]byte, 2); binary.BigEndian.PutUint16(b, v); return b }
-
-func comment(reason string) []byte {
-	return userdata.AppendString(nil, userdata.TypeComment, "virtap:"+reason)
-}
-
-func ll(off, n uint32) expr.Any {
-	return &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: off, Len: n}
-}
-func nh(off, n uint32) expr.Any {
-	return &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n}
-}
-func th(off, n uint32) expr.Any {
-	return &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: off, Len: n}
-}
-func eq(b []byte) expr.Any  { return &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: b} }
-func neq(b []byte) expr.Any { return &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: b} }
-func proto() expr.Any       { return &expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1} }
-func l4proto() expr.Any     { return &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1} }
-
-// rule is one rule's expressions and comment.
-type rule struct {
-	exprs []expr.Any
-	ud    []byte
-}
-
-func drop(reason string, match ...expr.Any) rule {
-	return rule{append(match, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}), comment(reason)}
-}
-func accept(match ...expr.Any) rule {
-	return rule{exprs: append(match, &expr.Verdict{Kind: expr.VerdictAccept})}
-}
-func jump(chain string, match ...expr.Any) rule {
-	return rule{exprs: append(match, &expr.Verdict{Kind: expr.VerdictJump, Chain: chain})}
-}
-
-// buildChains queues the chains and rules of one interface.
-func buildChains(c *nftables.Conn, t *nftables.Table, s Spec) {
-	base := ChainName(s.MAC)
-	var v4, v6 [][]byte
-	for _, a := range s.Addresses {
-		a = a.Unmap()
-		if a.Is4() {
-			b := a.As4()
-			v4 = append(v4, b[:])
-		} else {
-			b := a.As16()
-			v6 = append(v6, b[:])
-		}
-	}
-	mac := []byte(s.MAC)
-	add := func(ch *nftables.Chain, r rule) {
-		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r.exprs, UserData: r.ud})
-	}
-	sub := func(suffix string) *nftables.Chain {
-		return c.AddChain(&nftables.Chain{Name: base + "-" + suffix, Table: t})
-	}
-
-	// ARP: Ethernet/IPv4 only, sender hardware address is the guest's MAC,
-	// sender IP one of its addresses (0.0.0.0 for probes) when known.
-	arp := sub("arp")
-	add(arp, drop(ReasonARPFormat, ll(14, 2), neq(be16(1)))) // htype Ethernet
-	add(arp, drop(ReasonARPFormat, ll(16, 4), neq([]byte{0x08, 0x00, 6, 4})))
-	add(arp, drop(ReasonARPMAC, ll(22, 6), neq(mac)))
-	if len(v4) > 0 {
-		for _, a := range append([][]byte{{0, 0, 0, 0}}, v4...) {
-			add(arp, accept(ll(28, 4), eq(a)))
-		}
-		add(arp, drop(ReasonARPIP))
-	}
-
-	// IPv4: no DHCP server replies; sources from the known set, or 0.0.0.0
-	// for a DHCP client's discover/request.
-	ip4 := sub("ip4")
-	add(ip4, drop(ReasonDHCPServer, l4proto(), eq([]byte{unix.IPPROTO_UDP}), th(0, 2), eq(be16(67))))
-	if len(v4) > 0 {
-		for _, a := range v4 {
-			add(ip4, accept(nh(12, 4), eq(a)))
-		}
-		add(ip4, accept(nh(12, 4), eq([]byte{0, 0, 0, 0}), l4proto(), eq([]byte{unix.IPPROTO_UDP}), th(2, 2), eq(be16(67))))
-		add(ip4, drop(ReasonIPv4Source))
-	}
-
-	// Neighbour advertisements: the target is one of the guest's addresses
-	// (or link-local) when known; a first option "target link-layer
-	// address" must carry the guest's MAC.
-	nd := sub("nd")
-	add(nd, drop(ReasonNDLLAddr, th(24, 1), eq([]byte{2}), th(26, 6), neq(mac)))
-	if len(v6) > 0 {
-		for _, a := range v6 {
-			add(nd, accept(th(8, 16), eq(a)))
-		}
-		add(nd, accept(th(8, 16), linkLocal(), eq(llPrefix)))
-		add(nd, drop(ReasonNDTarget))
-	}
-
-	// IPv6: no router advertisements, no DHCPv6 server replies; neighbour
-	// advertisements checked; sources from the known set, link-local, or
-	// :: (duplicate address detection).
-	ip6 := sub("ip6")
-	add(ip6, drop(ReasonRA, l4proto(), eq([]byte{unix.IPPROTO_ICMPV6}), th(0, 1), eq([]byte{134})))
-	add(ip6, drop(ReasonDHCPServer, l4proto(), eq([]byte{unix.IPPROTO_UDP}), th(0, 2), eq(be16(547))))
-	add(ip6, jump(nd.Name, l4proto(), eq([]byte{unix.IPPROTO_ICMPV6}), th(0, 1), eq([]byte{136})))
-	if len(v6) > 0 {
-		for _, a := range v6 {
-			add(ip6, accept(nh(8, 16), eq(a)))
-		}
-		add(ip6, accept(nh(8, 16), linkLocal(), eq(llPrefix)))
-		add(ip6, accept(nh(8, 16), eq(make([]byte, 16))))
-		add(ip6, drop(ReasonIPv6Source))
-	}
-
-	// The base chain on the egress hook of the guest's device.
-	policy := nftables.ChainPolicyAccept
-	ch := c.AddChain(&nftables.Chain{Name: base, Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookEgress, Priority: nftables.ChainPriorityFilter, Device: s.Device, Policy: &policy})
-	add(ch, rule{[]expr.Any{&expr.Counter{}}, comment(seenComment(s))})
-	add(ch, drop(ReasonMAC, ll(6, 6), neq(mac)))
-	add(ch, drop(ReasonEtherType, proto(), neq(be16(ethPIPv4)), neq(be16(ethPARP)), neq(be16(ethPIPv6))))
-	add(ch, jump(arp.Name, proto(), eq(be16(ethPARP))))
-	add(ch, jump(ip4.Name, proto(), eq(be16(ethPIPv4))))
-	add(ch, jump(ip6.Name, proto(), eq(be16(ethPIPv6))))
-}
-
-// llPrefix is fe80::/10 after masking with linkLocal.
-var llPrefix = append([]byte{0xfe, 0x80}, make([]byte, 14)...)
-
-func linkLocal() expr.Any {
-	mask := append([]byte{0xff, 0xc0}, make([]byte, 14)...)
-	return &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 16, Mask: mask, Xor: make([]byte, 16)}
 }

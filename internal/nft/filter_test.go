@@ -81,7 +81,12 @@ func (r *rig) guest(t *testing.T, name string, n byte) *guestDev {
 
 func (r *rig) apply(t *testing.T, g *guestDev, addrs ...netip.Addr) {
 	t.Helper()
-	if err := r.m.Apply(Spec{Domain: r.dom, MAC: g.dev.MAC, Device: g.dev.Name, Addresses: addrs}); err != nil {
+	r.applyLearn(t, g, LearnNone, addrs...)
+}
+
+func (r *rig) applyLearn(t *testing.T, g *guestDev, learn string, addrs ...netip.Addr) {
+	t.Helper()
+	if err := r.m.Apply(Spec{Domain: r.dom, MAC: g.dev.MAC, Device: g.dev.Name, Addresses: addrs, Learn: learn}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -188,18 +193,9 @@ func icmp4(src net.HardwareAddr, dst net.HardwareAddr, sip, dip net.IP, nonce []
 	return netdev.ICMPEcho(src, dst, sip, dip, false, 0x7674, 1, nonce)
 }
 
-// ipv6 builds an IPv6 packet carrying an ICMPv6 message (checksum left
-// zero: the filter must decide without it; the capture reads raw frames).
+// ipv6 builds an IPv6 packet carrying an ICMPv6 message (checksum set).
 func ipv6(src, dst net.HardwareAddr, sip, dip netip.Addr, icmpType uint8, body []byte) []byte {
-	m := append([]byte{icmpType, 0, 0, 0}, body...)
-	h := make([]byte, 40)
-	h[0] = 0x60
-	binary.BigEndian.PutUint16(h[4:6], uint16(len(m)))
-	h[6], h[7] = unix.IPPROTO_ICMPV6, 255
-	s, d := sip.As16(), dip.As16()
-	copy(h[8:24], s[:])
-	copy(h[24:40], d[:])
-	return netdev.EthernetFrame(dst, src, 0x86dd, append(h, m...))
+	return netdev.ICMPv6(src, dst, sip, dip, icmpType, 0, body)
 }
 
 // na is a neighbour advertisement for target with a target link-layer
@@ -237,7 +233,7 @@ func TestOwnTrafficPassesSpoofedIsDroppedAndCounted(t *testing.T) {
 			return ipv6(g.dev.MAC, allNodes, guest6, netip.MustParseAddr("ff02::1"), 128, n)
 		},
 		"ipv6 ll echo": func(n []byte) []byte {
-			return ipv6(g.dev.MAC, allNodes, netip.MustParseAddr("fe80::1"), netip.MustParseAddr("ff02::1"), 128, n)
+			return ipv6(g.dev.MAC, allNodes, netdev.EUI64Addr(netip.MustParseAddr("fe80::"), g.dev.MAC), netip.MustParseAddr("ff02::1"), 128, n)
 		},
 		"own na": func(n []byte) []byte {
 			return ipv6(g.dev.MAC, allNodes, guest6, netip.MustParseAddr("ff02::1"), 136, na(guest6, g.dev.MAC, n))
@@ -266,7 +262,7 @@ func TestOwnTrafficPassesSpoofedIsDroppedAndCounted(t *testing.T) {
 			return ipv6(g.dev.MAC, allNodes, netip.MustParseAddr("2001:db8::99"), netip.MustParseAddr("ff02::1"), 128, b)
 		}},
 		{"router advertisement", ReasonRA, func(b []byte) []byte {
-			return ipv6(g.dev.MAC, allNodes, netip.MustParseAddr("fe80::1"), netip.MustParseAddr("ff02::1"), 134, append(make([]byte, 12), b...))
+			return ipv6(g.dev.MAC, allNodes, netdev.EUI64Addr(netip.MustParseAddr("fe80::"), g.dev.MAC), netip.MustParseAddr("ff02::1"), 134, append(make([]byte, 12), b...))
 		}},
 		{"NA for a foreign target", ReasonNDTarget, func(b []byte) []byte {
 			return ipv6(g.dev.MAC, allNodes, guest6, netip.MustParseAddr("ff02::1"), 136, na(netip.MustParseAddr("2001:db8::99"), g.dev.MAC, b))
@@ -297,28 +293,20 @@ func TestOwnTrafficPassesSpoofedIsDroppedAndCounted(t *testing.T) {
 	}
 }
 
+// udp4 builds a UDP datagram with both checksums right: frames with a
+// zero IPv4 header checksum never reach the far side, filtered or not.
 func udp4(src, dst net.HardwareAddr, sip, dip net.IP, sport, dport uint16, payload []byte) []byte {
-	u := make([]byte, 8, 8+len(payload))
-	binary.BigEndian.PutUint16(u[0:2], sport)
-	binary.BigEndian.PutUint16(u[2:4], dport)
-	binary.BigEndian.PutUint16(u[4:6], uint16(8+len(payload)))
-	u = append(u, payload...)
-	ip := make([]byte, 20)
-	ip[0], ip[8], ip[9] = 0x45, 64, unix.IPPROTO_UDP
-	binary.BigEndian.PutUint16(ip[2:4], uint16(20+len(u)))
-	copy(ip[12:16], sip.To4())
-	copy(ip[16:20], dip.To4())
-	return netdev.EthernetFrame(dst, src, netdev.EtherTypeIPv4, append(ip, u...))
+	return netdev.UDP4(src, dst, sip, dip, sport, dport, payload)
 }
 
-// Without known addresses only the MAC is enforced: any IPv4 source from
-// the guest's own MAC passes, a foreign MAC does not.
-func TestUnknownAddressesEnforceMACOnly(t *testing.T) {
+// On an open network (learn = "open") only the MAC is enforced: any IPv4
+// source from the guest's own MAC passes, a foreign MAC does not.
+func TestOpenEnforcesMACOnly(t *testing.T) {
 	r := newRig(t)
 	g := r.guest(t, "vtg1", 1)
-	r.apply(t, g)
+	r.applyLearn(t, g, LearnOpen)
 	if !r.send(t, g, true, func(n []byte) []byte { return icmp4(g.dev.MAC, r.s.ExtMAC, foreignIP, r.s.ExtIP, n) }) {
-		t.Error("with no known addresses, an IPv4 frame from the guest's MAC was dropped")
+		t.Error("on an open network, an IPv4 frame from the guest's MAC was dropped")
 	}
 	if r.send(t, g, false, func(n []byte) []byte { return icmp4(foreign, r.s.ExtMAC, guestIP, r.s.ExtIP, n) }) {
 		t.Error("foreign source MAC reached the external host")
