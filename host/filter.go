@@ -59,8 +59,8 @@ func (r *Realiser) applyFilter(g *Guest, ir IfaceRecordAlias, device string, und
 	return nil
 }
 
-// filterSpec builds the filter of one interface: its MAC and the addresses
-// virtap leased to it (none known: only the MAC is enforced).
+// filterSpec builds the filter of one interface: its MAC, its fixed
+// addresses, the addresses virtap leased to it, and how others are learned.
 func (r *Realiser) filterSpec(g *Guest, ir IfaceRecordAlias, device string) (nft.Spec, error) {
 	hw, err := net.ParseMAC(ir.MAC)
 	if err != nil {
@@ -70,8 +70,28 @@ func (r *Realiser) filterSpec(g *Guest, ir IfaceRecordAlias, device string) (nft
 	if err != nil {
 		return nft.Spec{}, err
 	}
-	s := nft.Spec{Domain: g.UUID, MAC: hw, Device: device, Addresses: addrs}
+	for _, f := range strings.Fields(ir.Fixed) {
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nft.Spec{}, fmt.Errorf("fixed address %q in virtap's record: %v", f, err)
+		}
+		addrs = append(addrs, a)
+	}
+	s := nft.Spec{Domain: g.UUID, MAC: hw, Device: device, Addresses: addrs, Learn: learnOf(ir)}
 	return s, s.Validate()
+}
+
+// learnOf is the record's learn mode; records written before it existed
+// get the policy's default for their kind (fail closed: never open).
+func learnOf(ir IfaceRecordAlias) string {
+	switch {
+	case ir.Learn != "":
+		return ir.Learn
+	case ir.Kind == "ipvtap" && ir.Addresses != "":
+		return nft.LearnNone
+	default:
+		return nft.LearnDHCP
+	}
 }
 
 func (r *Realiser) leasedAddresses(u uuid.UUID, ir IfaceRecordAlias) ([]netip.Addr, error) {

@@ -45,7 +45,8 @@ type Plan struct {
 	Device  string // ethernet: the host device the hook creates
 	Driver  string // "vhost", "qemu" or "" (libvirt picks)
 	Queues  uint
-	Address string // a fixed address from the policy's [guests.NAME] addresses
+	Address string   // a fixed address from the policy's [guests.NAME] addresses (ipvtap pool)
+	Fixed   []string // the other fixed addresses from there
 }
 
 // Error is a provisioning error about one interface.
@@ -160,8 +161,12 @@ func (pv *provisioner) iface(ifc *domain.Interface) (*Plan, *libvirtxml.DomainIn
 			netName, opts.Policy.File, opts.Host, netName, opts.Host, netName)
 	}
 	p := &Plan{Index: ifc.Index, Network: pv.forGuest(nw)}
-	if g, ok := opts.Policy.GuestOverride(d.UUID, d.Name); ok && nw.Kind == policy.KindIpvtap {
-		p.Address = g.Addresses[nw.Name]
+	if g, ok := opts.Policy.GuestOverride(d.UUID, d.Name); ok {
+		if as := g.Addresses[nw.Name]; nw.Kind == policy.KindIpvtap && nw.Addresses != "" && len(as) == 1 {
+			p.Address = as[0] // the guest's lease from the pool
+		} else {
+			p.Fixed = as
+		}
 	}
 	if err := pv.chooseMAC(p, ifc); err != nil {
 		return nil, nil, fail("%v", err)
@@ -445,6 +450,10 @@ func record(p *Plan, d *domain.Doc) domain.IfaceRecord {
 		Bridge: nw.Bridge, Device: p.Device, PF: nw.PF, Devices: strings.Join(nw.Devices, " "), VLAN: nw.VLAN,
 		Trust: nw.Trust, HostAccess: nw.HostAccess, Vhost: nw.Vhost, MTU: nw.MTU, Addresses: nw.Addresses, Range: nw.Range, Gateway: nw.Gateway,
 		Address: p.Address,
+	}
+	if nw.Trust == policy.TrustUntrusted && (nw.Kind == policy.KindMacvtap || nw.Kind == policy.KindIpvtap) {
+		r.Fixed = strings.Join(p.Fixed, " ")
+		r.Learn = nw.Learn
 	}
 	if nw.Kind == policy.KindPassthrough {
 		r.SpoofChk = "off"

@@ -345,11 +345,47 @@ func TestGuestFixedAddress(t *testing.T) {
 		t.Fatalf("%+v %v", res.Plans, err)
 	}
 	for bad, want := range map[string]string{
-		"[guests.g]\naddresses = { edge = \"198.51.100.150\" }\n": "inside network \"edge\"'s dynamic range",
-		"[guests.g]\naddresses = { edge = \"203.0.113.5\" }\n":    "outside network \"edge\"'s addresses",
-		"[guests.g]\naddresses = { edge = \"198.51.100.1\" }\n":   "the network's gateway",
-		"[guests.g]\naddresses = { lan = \"198.51.100.9\" }\n":    "need an ipvtap network \"lan\"",
-		"[guests.g]\naddresses = { edge = \"nope\" }\n":           "is not an IP address",
+		"[guests.g]\naddresses = { edge = \"198.51.100.150\" }\n":                   "inside network \"edge\"'s dynamic range",
+		"[guests.g]\naddresses = { edge = \"203.0.113.5\" }\n":                      "outside network \"edge\"'s addresses",
+		"[guests.g]\naddresses = { edge = \"198.51.100.1\" }\n":                     "the network's gateway",
+		"[guests.g]\naddresses = { lan = \"198.51.100.9\" }\n":                      "need a macvtap or ipvtap network \"lan\"",
+		"[guests.g]\naddresses = { edge = \"nope\" }\n":                             "is not an IP address",
+		"[guests.g]\naddresses = { edge = [\"198.51.100.7\", \"198.51.100.8\"] }\n": "give exactly one address, not 2",
+		"[guests.g]\naddresses = { edge = 7 }\n":                                    "addresses must be",
+	} {
+		if _, err := policy.Parse("p.toml", []byte(base+bad)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", bad, err, want)
+		}
+	}
+}
+
+// Untrusted macvtap networks take one fixed address or a list, IPv4 and
+// IPv6; the record carries them and the network's learn mode for the hook.
+func TestGuestFixedAddressesMacvtap(t *testing.T) {
+	base := "[networks.lan]\nkind = \"macvtap\"\nparent = \"eth0\"\ntrust = \"untrusted\"\n\n[networks.open]\nkind = \"macvtap\"\nparent = \"eth0\"\ntrust = \"untrusted\"\nlearn = \"open\"\n\n"
+	pol, err := policy.Parse("p.toml", []byte(base+"[guests.g]\naddresses = { lan = [\"192.0.2.21\", \"2001:db8::21\"] }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Provision(guest("lan"), Options{Policy: pol, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ir := res.Record.Interfaces[0]; ir.Fixed != "192.0.2.21 2001:db8::21" || ir.Learn != "dhcp" || ir.Address != "" {
+		t.Errorf("record %+v, want fixed=\"192.0.2.21 2001:db8::21\" learn=dhcp", ir)
+	}
+	res, err = Provision(guest("open"), Options{Policy: pol, Host: "h"})
+	if err != nil || res.Record.Interfaces[0].Learn != "open" {
+		t.Errorf("learn = open not recorded: %+v %v", res.Record, err)
+	}
+	for bad, want := range map[string]string{
+		"[guests.g]\naddresses = { lan = [\"192.0.2.21\", \"192.0.2.21\"] }\n":  "p.toml:13: guests.g.addresses.lan: 192.0.2.21 is listed twice",
+		"[guests.g]\naddresses = { lan = \"ff02::1\" }\n":                       "cannot be a guest's source address",
+		"[guests.g]\naddresses = { lan = [\"0.0.0.0\"] }\n":                     "cannot be a guest's source address",
+		"[guests.g]\naddresses = { lan = [] }\n":                                "is empty",
+		"[guests.g]\naddresses = { lan = \"fe80::1%eth0\" }\n":                  "is not an IP address",
+		"[networks.x]\nkind = \"macvtap\"\nparent = \"e\"\nlearn = \"snoop\"\n": "networks.x.learn: \"snoop\" is not allowed; allowed: dhcp, none, open",
+		"[networks.x]\nkind = \"bridge\"\nbridge = \"br0\"\nlearn = \"dhcp\"\n": "does not apply to kind \"bridge\"",
 	} {
 		if _, err := policy.Parse("p.toml", []byte(base+bad)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", bad, err, want)

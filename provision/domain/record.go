@@ -40,6 +40,8 @@ type IfaceRecord struct {
 	Range      string `xml:"range,attr,omitempty"`     // ipvtap: FIRST-LAST of the pool to lease from
 	Gateway    string `xml:"gateway,attr,omitempty"`
 	Address    string `xml:"address,attr,omitempty"` // ipvtap: the guest's fixed address, if the policy gives one
+	Fixed      string `xml:"fixed,attr,omitempty"`   // untrusted: the guest's other fixed addresses, space-separated
+	Learn      string `xml:"learn,attr,omitempty"`   // untrusted: dhcp | none | open
 }
 
 // ByMAC returns the record of the interface with that MAC.

@@ -39,6 +39,7 @@ type rawNetwork struct {
 	MaxTxRate           *int         `toml:"max_tx_rate" kinds:"passthrough"`
 	MaxMACs             *int         `toml:"max_macs" kinds:"macvtap,ipvtap"`
 	Addresses           *string      `toml:"addresses" kinds:"ipvtap"`
+	Learn               *string      `toml:"learn" kinds:"macvtap,ipvtap"`
 	Range               *string      `toml:"range" kinds:"ipvtap"`
 	Gateway             *string      `toml:"gateway" kinds:"ipvtap"`
 	VirtualPort         *VirtualPort `toml:"virtualport" kinds:"macvtap"`
@@ -86,7 +87,7 @@ func allowedHere(k toml.Key) string {
 	case len(k) == 1:
 		return "allowed at the top: state_dir, mac_prefix, [networks.NAME], [hosts.NAME.networks.NAME], [guests.NAME]"
 	case k[0] == "guests":
-		return "allowed in a guest section: trust, addresses = { NETWORK = \"ADDRESS\" }"
+		return "allowed in a guest section: trust, addresses = { NETWORK = \"ADDRESS\" or [\"ADDRESS\", ...] }"
 	case k[0] == "hosts" && len(k) == 3:
 		return "a host section holds only [hosts.NAME.networks.NAME]"
 	case len(k) >= 4 && k[len(k)-2] == "virtualport":

@@ -59,8 +59,8 @@ func (ps *parser) guests(p *Policy) {
 		if g.Trust != "" && g.Trust != TrustTrusted && g.Trust != TrustUntrusted {
 			ps.add([]string{"guests", name, "trust"}, "%q is not allowed; allowed: %s", g.Trust, strings.Join(TrustValues, ", "))
 		}
-		for nw, a := range g.Addresses {
-			ps.fixedAddress([]string{"guests", name, "addresses", nw}, nw, a)
+		for nw, as := range g.Addresses {
+			ps.fixedAddresses([]string{"guests", name, "addresses", nw}, nw, as)
 		}
 		key := name
 		if u, err := uuid.Parse(name); err == nil {
@@ -70,17 +70,48 @@ func (ps *parser) guests(p *Policy) {
 	}
 }
 
-// fixedAddress checks one guest's fixed address a on network nw: inside
-// the network's addresses, outside its dynamic range, not its gateway.
-func (ps *parser) fixedAddress(key []string, nw, a string) {
-	addr, err := netip.ParseAddr(a)
+// fixedAddresses checks one guest's fixed addresses on network nw: unicast
+// addresses, none twice, on a macvtap or ipvtap network; on an ipvtap
+// network with an address pool, exactly one, inside the pool's CIDR,
+// outside its dynamic range, not its gateway.
+func (ps *parser) fixedAddresses(key []string, nw string, as AddrList) {
 	base, ok := ps.raw.Networks[nw]
-	switch {
-	case err != nil:
-		ps.add(key, "%q is not an IP address", a)
+	if !ok || base.Kind == nil || (*base.Kind != KindIpvtap && *base.Kind != KindMacvtap) {
+		ps.add(key, "fixed addresses need a macvtap or ipvtap network %q in [networks]", nw)
 		return
-	case !ok || base.Kind == nil || *base.Kind != KindIpvtap || base.Addresses == nil:
-		ps.add(key, "fixed addresses need an ipvtap network %q with addresses = \"CIDR\"", nw)
+	}
+	if len(as) == 0 {
+		ps.add(key, "is empty; give \"ADDRESS\" or [\"ADDRESS\", ...], or remove the key")
+	}
+	seen := map[netip.Addr]bool{}
+	for _, a := range as {
+		addr, err := netip.ParseAddr(a)
+		switch {
+		case err != nil || addr.Zone() != "":
+			ps.add(key, "%q is not an IP address such as \"192.0.2.21\" or \"2001:db8::21\"", a)
+			continue
+		case !addr.IsGlobalUnicast() && !addr.IsLinkLocalUnicast() && !addr.IsPrivate():
+			ps.add(key, "%s cannot be a guest's source address (unspecified, loopback, multicast or broadcast)", a)
+		case addr.Is4() && addr.IsLinkLocalUnicast():
+			ps.add(key, "%s is IPv4 link-local; give the guest's routable address", a)
+		case seen[addr.Unmap()]:
+			ps.add(key, "%s is listed twice", a)
+		}
+		seen[addr.Unmap()] = true
+	}
+	if *base.Kind == KindIpvtap && base.Addresses != nil {
+		if len(as) != 1 {
+			ps.add(key, "network %q leases from an address pool: give exactly one address, not %d", nw, len(as))
+			return
+		}
+		ps.poolAddress(key, nw, base, as[0])
+	}
+}
+
+// poolAddress checks a fixed address against an ipvtap network's pool.
+func (ps *parser) poolAddress(key []string, nw string, base *rawNetwork, a string) {
+	addr, err := netip.ParseAddr(a)
+	if err != nil {
 		return
 	}
 	if pfx, err := netip.ParsePrefix(*base.Addresses); err == nil && !pfx.Contains(addr) {

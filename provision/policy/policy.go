@@ -48,6 +48,14 @@ var (
 	TrustValues    = []string{TrustTrusted, TrustUntrusted}
 	VirtualPorts   = []string{"802.1Qbg", "802.1Qbh"}
 	DefaultMaxMACs = 16
+	LearnValues    = []string{LearnDHCP, LearnNone, LearnOpen}
+)
+
+// Values of a network's learn key.
+const (
+	LearnDHCP = "dhcp"
+	LearnNone = "none"
+	LearnOpen = "open"
 )
 
 // Policy is a decoded, validated policy file.
@@ -92,7 +100,11 @@ type Network struct {
 
 	Addresses string `json:"addresses,omitempty"`
 	Range     string `json:"range,omitempty"`
-	Gateway   string `json:"gateway,omitempty"`
+	// Learn says how an untrusted interface's addresses are known besides
+	// the fixed ones: "dhcp" (snooped DHCPACKs), "none", or "open" (not
+	// bound at all). Empty for kinds virtap does not filter.
+	Learn   string `json:"learn,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
 
 	VirtualPort *VirtualPort `json:"virtualport,omitempty"`
 	Bandwidth   *Bandwidth   `json:"bandwidth,omitempty"`
@@ -124,10 +136,36 @@ type Bandwidth struct {
 // or name ([guests."web1"] or [guests."3c7a5a53-..."]); the UUID wins.
 type Guest struct {
 	Trust string `toml:"trust" json:"trust,omitempty"`
-	// Addresses are fixed addresses per network (ipvtap networks with an
-	// address pool): { edge = "198.51.100.50" }. They may lie outside the
-	// pool's range but inside its CIDR.
-	Addresses map[string]string `toml:"addresses" json:"addresses,omitempty"`
+	// Addresses are the fixed addresses per network, one or a list, IPv4
+	// or IPv6: { lan = ["192.0.2.21", "2001:db8::21"], edge = "198.51.100.50" }.
+	// On an untrusted network they are the sources the guest may use. On
+	// an ipvtap network with an address pool it is exactly one address,
+	// inside the pool's CIDR and outside its range: the guest's lease.
+	Addresses map[string]AddrList `toml:"addresses" json:"addresses,omitempty"`
+}
+
+// AddrList is one address or a list of them.
+type AddrList []string
+
+// UnmarshalTOML accepts "ADDR" or ["ADDR", ...].
+func (a *AddrList) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case string:
+		*a = AddrList{x}
+		return nil
+	case []any:
+		out := AddrList{}
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("addresses must be \"ADDRESS\" or [\"ADDRESS\", ...], found %v", e)
+			}
+			out = append(out, s)
+		}
+		*a = out
+		return nil
+	}
+	return fmt.Errorf("addresses must be \"ADDRESS\" or [\"ADDRESS\", ...], not %v", v)
 }
 
 // Load reads and validates a policy file.

@@ -103,12 +103,19 @@ func (v *validator) common(r *rawNetwork, n *Network) {
 
 func (v *validator) macvtap(r *rawNetwork, n *Network) {
 	n.Mode = v.oneOf(r.Mode, "mode", "bridge", MacvtapModes)
+	n.Learn = v.oneOf(r.Learn, "learn", LearnDHCP, LearnValues)
 	v.required(r.Parent, "parent", "the host NIC the guests share, e.g. parent = \"eth0\"")
 }
 
 func (v *validator) ipvtap(r *rawNetwork, n *Network) {
 	n.Mode = v.oneOf(r.Mode, "mode", "l2", IpvtapModes)
 	n.Flag = v.oneOf(r.Flag, "flag", "bridge", IpvtapFlags)
+	// With an address pool virtap leases the addresses itself.
+	learn := LearnDHCP
+	if r.Addresses != nil {
+		learn = LearnNone
+	}
+	n.Learn = v.oneOf(r.Learn, "learn", learn, LearnValues)
 	if n.Mode == "l3s" {
 		v.fail([]string{"mode"}, "\"l3s\" hands a guest's inbound packets to the host's IP stack instead of its tap queue, so an ipvtap guest receives nothing from outside (measured, see README); use mode = \"l3\"")
 	}
