@@ -156,6 +156,9 @@ type Env struct {
 	// Domains returns the defined domains' XML. nil skips the checks of
 	// defined domains and leaves them out of the MAC budget.
 	Domains func() ([]DomainXML, error)
+	// Running returns the running domains' live XML. nil skips the
+	// anti-spoofing check.
+	Running func() ([]DomainXML, error)
 	// Probe runs the reflective-relay probe on the parents of VEPA
 	// networks (it creates two temporary macvtaps and sends one frame type
 	// to the switch).
@@ -341,6 +344,7 @@ func (r *run) hostChecks() {
 		r.readDomains()
 	}
 	r.domainChecks()
+	r.filtersCheck()
 }
 
 // link reads a link for attributes netdev does not report (promiscuity).

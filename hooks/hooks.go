@@ -304,5 +304,10 @@ func (reconnect) Handle(c *Call) error {
 	if err := r.Reconnect(c.Guest); err != nil {
 		c.log.Error("reconnect: not repaired; check 'virtap status'", "error", err)
 	}
+	// Filters may be gone while libvirtd was down (a firewall reload
+	// flushes every table): apply them again; unchanged ones are kept.
+	if err := r.Started(c.Guest); err != nil {
+		c.log.Error("reconnect: anti-spoofing filter not applied; the guest runs unfiltered, see 'virtap status'", "error", err)
+	}
 	return nil
 }

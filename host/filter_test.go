@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nft"
+	"github.com/virtap/virtap/internal/nft/spooftest"
 	"github.com/virtap/virtap/internal/nstest"
 	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
@@ -243,4 +245,97 @@ func TestStartedRefusesWrongDevices(t *testing.T) {
 func escapeAttr(s string) string {
 	r := strings.NewReplacer("&", "&amp;", "'", "&apos;", "<", "&lt;", "\n", "&#10;")
 	return r.Replace(s)
+}
+
+// What a firewall reload does (nft flush ruleset) removes the filter with
+// everything else; status sees the gap, gc (RestoreFilters) and the
+// reconnect hook (Started) put it back, and forgeries are dropped again
+// while the honest twin still arrives.
+func TestFiltersComeBackAfterFlushRuleset(t *testing.T) {
+	f := newFixture(t)
+	mac := net.HardwareAddr{0x52, 0x54, 0x00, 0x31, 0x00, 0x05}
+	_, tap := f.libvirtMacvtap(t, "macvtap5", mac)
+	// The record gives the guest a fixed address (the trust attribute is
+	// the last one liveGuest writes).
+	g := f.liveGuest(t, mac, "macvtap5", `untrusted" fixed="192.0.2.10`)
+	cap := spooftest.NewCapture(t, f.s.External, f.s.ExtLink)
+	guest := spooftest.Guest{MAC: mac, IP4: net.ParseIP("192.0.2.10").To4(), PeerMAC: f.s.ExtMAC, PeerIP: f.s.ExtIP}
+	var forged, honest spooftest.Case
+	for _, c := range spooftest.Cases(guest) {
+		if c.Name == "foreign source MAC" {
+			forged = c
+		}
+		if c.Name == "DHCP offer from port 1067 to 68" {
+			honest = c
+		}
+	}
+	seq := 0
+	check := func(when string, filtered bool) {
+		t.Helper()
+		for _, c := range []spooftest.Case{forged, honest} {
+			seq++
+			n := []byte(fmt.Sprintf("virtap-comeback-%d", seq))
+			if got := spooftest.Send(t, tap, cap, !filtered, n, c.Forged(n)); got == filtered {
+				t.Errorf("%s: %s reached the LAN: %v, want %v", when, c.Name, got, !filtered)
+			}
+			n = []byte(fmt.Sprintf("virtap-comeback-%d-honest", seq))
+			if !spooftest.Send(t, tap, cap, true, n, c.Honest(n)) {
+				t.Errorf("%s: the honest twin of %s did not arrive", when, c.Name)
+			}
+		}
+	}
+	flush := func() {
+		t.Helper()
+		c, err := nftables.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.FlushRuleset()
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing := func() int {
+		t.Helper()
+		m, err := MissingFilters(f.fm, []*Guest{g})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(m)
+	}
+	if err := f.r.Started(g); err != nil {
+		t.Fatal(err)
+	}
+	check("filtered", true)
+	if n := missing(); n != 0 {
+		t.Fatalf("%d interfaces reported unfiltered while filtered", n)
+	}
+
+	flush()
+	check("after nft flush ruleset", false)
+	m, err := MissingFilters(f.fm, []*Guest{g})
+	if err != nil || len(m) != 1 || m[0].Device != "macvtap5" {
+		t.Fatalf("status after the flush: %+v %v, want macvtap5 unfiltered", m, err)
+	}
+	acts, err := f.r.RestoreFilters([]*Guest{g}, true)
+	if err != nil || len(acts) != 1 || missing() != 1 {
+		t.Fatalf("gc --dry-run: %+v %v (and must change nothing)", acts, err)
+	}
+	acts, err = f.r.RestoreFilters([]*Guest{g}, false)
+	if err != nil || len(acts) != 1 {
+		t.Fatalf("gc: %+v %v", acts, err)
+	}
+	check("after gc", true)
+	if n := missing(); n != 0 {
+		t.Errorf("%d unfiltered after gc", n)
+	}
+	if acts, _ := f.r.RestoreFilters([]*Guest{g}, false); len(acts) != 0 {
+		t.Errorf("a second gc restored again: %+v", acts)
+	}
+
+	flush() // then libvirtd restarts: the reconnect hook applies them again
+	if err := f.r.Started(g); err != nil {
+		t.Fatal(err)
+	}
+	check("after reconnect", true)
 }

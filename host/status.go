@@ -26,6 +26,7 @@ type FilterStatus struct {
 	MAC     string            `json:"mac"`
 	Device  string            `json:"device"`
 	Seen    uint64            `json:"seen"`
+	Learned uint64            `json:"learned"` // DHCPACKs that bound an address
 	Dropped map[string]uint64 `json:"dropped"`
 }
 
@@ -156,9 +157,12 @@ func collectFilters() ([]FilterStatus, error) {
 			if c.Device != "" {
 				f.Device = c.Device
 			}
-			if c.Reason == nft.ReasonSeen {
+			switch c.Reason {
+			case nft.ReasonSeen:
 				f.Seen += c.Packets
-			} else {
+			case nft.ReasonLearned:
+				f.Learned += c.Packets
+			default:
 				f.Dropped[c.Reason] += c.Packets
 			}
 		}

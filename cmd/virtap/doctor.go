@@ -15,6 +15,7 @@ import (
 	"github.com/virtap/virtap/doctor"
 	"github.com/virtap/virtap/hooks"
 	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/virt"
 )
 
 func doctorCmd(g *globals) *cobra.Command {
@@ -42,6 +43,7 @@ Exit 1 when a check fails; warnings alone exit 0.`,
 				Log: g.log, Net: netdev.New(g.log, nil), HooksDir: hooksDir,
 				LibvirtVersion: libvirtVersion,
 				Domains:        doctor.DomainsFromDir(domainsDir),
+				Running:        runningDomains,
 				Probe:          !noProbe, ProbeTimeout: probeTimeout,
 			}
 			var rep *doctor.Report
@@ -120,4 +122,24 @@ func libvirtVersion() (string, error) {
 		errs = append(errs, fmt.Errorf("%s --version: %w", bin, err))
 	}
 	return "", errors.Join(errs...)
+}
+
+// runningDomains reads the running domains' live XML from libvirt.
+func runningDomains() ([]doctor.DomainXML, error) {
+	c, err := virt.Connect(virt.DefaultURI)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	doms, err := c.Domains()
+	if err != nil {
+		return nil, err
+	}
+	var out []doctor.DomainXML
+	for _, d := range doms {
+		if d.Running {
+			out = append(out, doctor.DomainXML{Source: d.Name, XML: []byte(d.XML)})
+		}
+	}
+	return out, nil
 }

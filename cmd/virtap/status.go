@@ -15,6 +15,7 @@ import (
 
 	"github.com/virtap/virtap/host"
 	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/nft"
 	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/internal/virt"
 	"github.com/virtap/virtap/provision/domain"
@@ -33,6 +34,9 @@ type statusView struct {
 	Guests []guestView `json:"guests"`
 	*host.Status
 	Libvirt string `json:"libvirt,omitempty"` // why guests are missing, if they are
+	// Unfiltered lists untrusted interfaces of running guests that have no
+	// anti-spoofing filter (gc puts them back).
+	Unfiltered []host.Unfiltered `json:"unfiltered"`
 }
 
 func statusCmd(g *globals) *cobra.Command {
@@ -85,7 +89,11 @@ func statusCmd(g *globals) *cobra.Command {
 				if err != nil {
 					v.Libvirt = err.Error()
 				}
+				var live []*host.Guest
 				for _, d := range doms {
+					if g, err := liveGuest(d.XML); d.Running && err == nil && g != nil {
+						live = append(live, g)
+					}
 					rec, _, err := domain.ParseRecord([]byte(d.XML))
 					if err != nil || rec == nil {
 						continue
@@ -95,6 +103,9 @@ func statusCmd(g *globals) *cobra.Command {
 						state = "running"
 					}
 					v.Guests = append(v.Guests, guestView{Name: d.Name, UUID: d.UUID.String(), State: state, Interfaces: rec.Interfaces})
+				}
+				if v.Unfiltered, err = host.MissingFilters(nft.New(g.log), live); err != nil {
+					v.Libvirt = strings.TrimSpace(v.Libvirt + " " + err.Error())
 				}
 			}
 			out := cmd.OutOrStdout()
@@ -140,6 +151,9 @@ func printStatus(cmd *cobra.Command, v *statusView, _ *policy.Policy) {
 	if len(v.Filters) > 0 {
 		fmt.Fprintln(out)
 		printFilters(out, v, names)
+	}
+	for _, u := range v.Unfiltered {
+		fmt.Fprintf(out, "\nWARNING: %s\n", u)
 	}
 	if v.Libvirt != "" {
 		fmt.Fprintf(out, "\nguests unknown: %s\n", strings.TrimSpace(v.Libvirt))

@@ -466,3 +466,19 @@ func Dropped(cs []Counter, mac net.HardwareAddr) map[string]uint64 {
 	}
 	return out
 }
+
+// Installed maps the MAC (lowercase colon form) of every interface of a
+// domain that has a filter to the device it is bound to.
+func (m *Manager) Installed(domain uuid.UUID) (map[string]string, error) {
+	cs, err := m.Counters(domain)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, c := range cs {
+		if c.Reason == ReasonSeen {
+			out[c.MAC] = c.Device
+		}
+	}
+	return out, nil
+}
