@@ -63,7 +63,7 @@ func main() {
 	flag.IntVar(&cfg.workers, "workers", 32, "delete workers for virtap's parallel delete")
 	flag.IntVar(&cfg.guestRuns, "guest-runs", 8, "guest starts per condition")
 	flag.IntVar(&cfg.storeCount, "store-count", 5, "go test -count for the store benchmarks")
-	flag.StringVar(&cfg.only, "only", "hook,churn,provision,store,guest", "items to run")
+	flag.StringVar(&cfg.only, "only", "hook,churn,provision,store,guest,filter", "items to run")
 	flag.Parse()
 	for _, p := range []*string{&cfg.hookBin, &cfg.floorBin, &cfg.virtapBin, &cfg.out} {
 		if !filepath.IsAbs(*p) {
@@ -107,6 +107,7 @@ func main() {
 	step("provision", func() ([]Row, error) { return benchProvision(cfg) })
 	step("store", func() ([]Row, error) { return benchStore(cfg) })
 	step("guest", func() ([]Row, error) { return benchGuest(cfg) })
+	step("filter", func() ([]Row, error) { return benchFilter(cfg) })
 
 	took := time.Since(start).Round(time.Second)
 	fmt.Println()
@@ -129,7 +130,7 @@ func main() {
 	fmt.Printf("results: %s/results.md, results.json, hook-latency.svg\n", cfg.out)
 }
 
-var itemOf = map[string]string{"hook": "1", "churn": "2", "provision": "3", "store": "4", "guest": "5"}
+var itemOf = map[string]string{"hook": "1", "churn": "2", "provision": "3", "store": "4", "guest": "5", "filter": "6"}
 
 func writeResults(cfg config, rows []Row, series []Series, took time.Duration) error {
 	host, _ := os.Hostname()
