@@ -55,6 +55,9 @@ func TestVirtapAntispoof(t *testing.T) {
 		w.Prepare(t, topo, g)
 		return g
 	}
+	// The untrusted guest's static address is its fixed address in the
+	// policy (the default learn = "dhcp" binds nothing without a DHCPACK).
+	w.AddPolicy(topo, fmt.Sprintf("[guests.%q]\naddresses = { %q = %q }", "e2e-"+topo.Prefix+"-u", untrusted, harness.GuestIP(0)))
 	gu := mk("u", untrusted, harness.GuestIP(0), spoofU)
 	gt := mk("t", trusted, harness.GuestIP(1), spoofT)
 	gu.Start()
