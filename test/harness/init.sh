@@ -17,6 +17,8 @@
 # Markers, one line each on /dev/console:
 #   VIRTAP-BOOT <release> | VIRTAP-NET <dev> <mac> <ip> | VIRTAP-SCRIPT <pre|post|on> <rc>
 #   VIRTAP-PING <peer> OK|FAIL | VIRTAP-DONE | VIRTAP-LOOP <n> <peer> OK|FAIL | VIRTAP-ERROR <what>
+#   VIRTAP-STATS <dev> tx=<packets> rx=<packets>   the guest's own counters of DEV, after every
+#                                                  first-round result and every loop round
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run
 /bin/busybox mount -t proc proc /proc
 /bin/busybox --install -s
@@ -75,6 +77,11 @@ runscript() {
 	mark SCRIPT "$1" $?
 }
 
+stats() {
+	d=/sys/class/net/$DEV/statistics
+	mark STATS "$DEV" "tx=$(cat $d/tx_packets 2>/dev/null)" "rx=$(cat $d/rx_packets 2>/dev/null)"
+}
+
 pingonce() {
 	ping -c 1 -W 1 "$1" >/dev/null 2>&1 && return 0
 	usleep 200000
@@ -93,6 +100,7 @@ for p in $(echo "$PEERS" | tr , ' '); do
 		fi
 	done
 	mark PING "$p" $r
+	stats
 done
 mark DONE
 runscript post "$POST"
@@ -108,6 +116,7 @@ while :; do
 		for p in $(echo "$PEERS" | tr , ' '); do
 			if pingonce "$p"; then mark LOOP $n "$p" OK; else mark LOOP $n "$p" FAIL; fi
 		done
+		stats
 	fi
 	sleep "$INTERVAL"
 done
