@@ -48,6 +48,7 @@ type Libvirt struct {
 	mu       sync.Mutex
 	libvirtd *daemon
 	virtlogd *daemon
+	warm     *GuestImage // SetWarmUp: boot a warm-up guest after every start
 }
 
 type daemon struct {
@@ -135,7 +136,9 @@ func (l *Libvirt) Owned() bool {
 
 func (l *Libvirt) startLibvirtd() error {
 	var env []string
-	if os.Getenv("LIBVIRT_LOG_OUTPUTS") == "" {
+	if os.Getenv("LIBVIRT_LOG_OUTPUTS") == "" && os.Getenv("LIBVIRT_LOG_FILTERS") == "" {
+		env = append(env, "LIBVIRT_LOG_OUTPUTS=1:stderr", "LIBVIRT_LOG_FILTERS="+libvirtdLogFilters)
+	} else if os.Getenv("LIBVIRT_LOG_OUTPUTS") == "" {
 		env = append(env, "LIBVIRT_LOG_OUTPUTS=3:stderr")
 	}
 	d, err := startDaemon("libvirtd", libvirtdLog, env)
@@ -149,7 +152,10 @@ func (l *Libvirt) startLibvirtd() error {
 	if err := l.waitReady(30 * time.Second); err != nil {
 		return err
 	}
+	l.mu.Lock()
 	l.Notes = append(l.Notes, fmt.Sprintf("started libvirtd (pid %d), log %s", d.cmd.Process.Pid, libvirtdLog))
+	l.mu.Unlock()
+	l.warmUp()
 	return nil
 }
 
