@@ -162,6 +162,21 @@ func (v *Virtap) Status() (*Status, error) {
 	return &s, nil
 }
 
+// FilterSeen returns what virtap's anti-spoofing filter on host device
+// dev counted (`virtap status`), and whether dev has one.
+func (v *Virtap) FilterSeen(dev string) (uint64, bool, error) {
+	st, err := v.Status()
+	if err != nil {
+		return 0, false, err
+	}
+	for _, f := range st.Filters {
+		if f.Device == dev {
+			return f.Seen, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
 // Mentions lists what of status belongs to the domain with that UUID:
 // libvirt guests, state records, reservations, leases.
 func (s *Status) Mentions(uuid string) []string {

@@ -109,6 +109,7 @@ func (w *VirtapWiring) Prepare(t testing.TB, topo *Topology, g *Guest) {
 		t.Fatalf("provision %s changed nothing:\n%s", g.Name, out)
 	}
 	g.XML = out
+	g.FilterSeen = w.V.FilterSeen
 	w.mu.Lock()
 	w.guests[topo.Prefix] = append(w.guests[topo.Prefix], g)
 	w.mu.Unlock()
