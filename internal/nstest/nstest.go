@@ -35,15 +35,20 @@ import (
 	"github.com/vishvananda/netns"
 )
 
+// InCI reports whether the environment variable CI is "true": then nothing
+// may skip for lack of root or packages.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
 // RequireRoot skips the test when the process is not root, unless the
 // environment variable CI is "true": then a missing privilege is a failure,
-// so that a CI run can never pass by skipping.
+// so that a CI run can never pass by skipping. It is the one such helper of
+// the repository (test/harness uses it too).
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
 	}
-	if os.Getenv("CI") == "true" {
+	if InCI() {
 		t.Fatal("test needs root (CAP_NET_ADMIN) and CI=true: refusing to skip")
 	}
 	t.Skip("test needs root (CAP_NET_ADMIN); skipping because CI is not \"true\"")

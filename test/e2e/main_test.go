@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/virtap/virtap/test/harness"
+
+	"github.com/virtap/virtap/internal/nstest"
 )
 
 // vt is virtap as installed for this run: nil with virtapErr set when it
@@ -126,7 +128,7 @@ func setupVirtap() (func() error, error) {
 // needVirtap returns the installed virtap or fails the test.
 func needVirtap(t *testing.T) *harness.Virtap {
 	t.Helper()
-	harness.RequireRoot(t)
+	nstest.RequireRoot(t)
 	if vt == nil {
 		t.Fatalf("virtap scenarios: %v", virtapErr)
 	}

@@ -5,7 +5,7 @@
 // of network namespaces, veths and a Linux bridge.
 //
 // Everything here is test code: it may exec apt-get, dpkg-deb, virsh, ip and
-// friends. It needs root; use RequireRoot (or Setup) so that a test skips
+// friends. It needs root; use internal/nstest.RequireRoot (or Setup) so that a test skips
 // without root on a developer machine but fails under CI=true.
 //
 // Guest markers (one line each on the serial console, see init.sh):

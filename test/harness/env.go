@@ -9,25 +9,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"testing"
 	"time"
 )
-
-// InCI reports whether env CI is "true": then nothing may skip for lack of root.
-func InCI() bool { return os.Getenv("CI") == "true" }
-
-// RequireRoot skips the test when not root, except under CI=true where it
-// fails the test instead.
-func RequireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if InCI() {
-		t.Fatalf("end-to-end test needs root (CI=true: not skipping)")
-	}
-	t.Skip("end-to-end test needs root; skipping (set CI=true to make this a failure)")
-}
 
 // CacheDir is where downloaded kernels and built initramfs images live:
 // $VIRTAP_TEST_CACHE, else test/.cache in the repository (gitignored).

@@ -11,13 +11,15 @@ import (
 	"time"
 
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/virtap/virtap/internal/nstest"
 )
 
 func needTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		if InCI() {
+		if nstest.InCI() {
 			t.Fatalf("%s not installed (CI=true: not skipping)", name)
 		}
 		t.Skipf("%s not installed", name)

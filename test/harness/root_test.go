@@ -12,10 +12,12 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/virtap/virtap/internal/nstest"
 )
 
 func TestGuestImage(t *testing.T) {
-	RequireRoot(t)
+	nstest.RequireRoot(t)
 	needTool(t, "cpio")
 	img, err := BuildGuestImage()
 	if err != nil {
@@ -125,7 +127,7 @@ func pingFrom(nsName, ip string) error {
 // reach the external host always, each other only with hairpin on; Close
 // leaves nothing behind.
 func TestTopologyHairpinAndCleanup(t *testing.T) {
-	RequireRoot(t)
+	nstest.RequireRoot(t)
 	topo := NewTopology(t, 2, false)
 	if len(topo.Uplinks) != 2 || len(topo.Prefix) != 7 {
 		t.Fatalf("uplinks %v prefix %q", topo.Uplinks, topo.Prefix)
@@ -186,7 +188,7 @@ func TestTopologyHairpinAndCleanup(t *testing.T) {
 }
 
 func TestTopologyNamesAreUnique(t *testing.T) {
-	RequireRoot(t)
+	nstest.RequireRoot(t)
 	a, b := NewTopology(t, 1, false), NewTopology(t, 1, true)
 	if a.Prefix == b.Prefix || bytes.Equal([]byte(a.Uplinks[0]), []byte(b.Uplinks[0])) {
 		t.Fatalf("same names: %s %s", a.Prefix, b.Prefix)

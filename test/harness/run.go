@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/virtap/virtap/internal/nstest"
 )
 
 // Env is what end-to-end tests share within one test binary: a running
@@ -30,7 +32,7 @@ var (
 // the test fails when that fails. Call Teardown from TestMain.
 func Setup(t testing.TB) *Env {
 	t.Helper()
-	RequireRoot(t)
+	nstest.RequireRoot(t)
 	first := false
 	env, err := setupEnv(func() { first = true })
 	if err != nil {

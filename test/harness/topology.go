@@ -15,6 +15,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/virtap/virtap/internal/nstest"
 )
 
 // Addresses of the topology's L2 segment (a documentation range).
@@ -56,7 +58,7 @@ type Topology struct {
 // t.Cleanup (also when the test fails or the build fails half-way).
 func NewTopology(t testing.TB, nUplinks int, hairpin bool) *Topology {
 	t.Helper()
-	RequireRoot(t)
+	nstest.RequireRoot(t)
 	topo, err := newTopology(nUplinks, hairpin)
 	if topo != nil {
 		t.Cleanup(func() {

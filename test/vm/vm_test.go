@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/virtap/virtap/test/harness"
+
+	"github.com/virtap/virtap/internal/nstest"
 )
 
 //go:embed init.sh
@@ -52,10 +54,10 @@ func (l *lockedBuffer) String() string {
 var resultRE = regexp.MustCompile(`VIRTAP-VM-RESULT (PASS|FAIL)`)
 
 func TestIpvtapInVM(t *testing.T) {
-	harness.RequireRoot(t)
+	nstest.RequireRoot(t)
 	for _, tool := range []string{"qemu-system-x86_64", "apt-get", "dpkg-deb"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			if harness.InCI() {
+			if nstest.InCI() {
 				t.Fatalf("%s not found (run make deps): %v", tool, err)
 			}
 			t.Skipf("%s not found (make deps installs it); CI is not \"true\"", tool)
