@@ -38,7 +38,10 @@ func HookOutput(path, name string) string {
 		switch {
 		case strings.Contains(msg, "About to run") && strings.Contains(msg, "/hooks/") && strings.Contains(msg, " "+name+" "):
 			open[tid] = true
-			out = append(out, clip(ln, 1000))
+			// The command line starts with the whole environment: keep
+			// the time and the hook's own arguments.
+			at := strings.Index(ln, " : ")
+			out = append(out, clip(ln[:at]+" : run "+msg[strings.Index(msg, "/hooks/")+1:], 1000))
 		case open[tid] && strings.HasPrefix(msg, "Result"):
 			delete(open, tid)
 			out = append(out, clip(ln, 4000))
