@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtap/virtap/internal/nstest"
 	"github.com/virtap/virtap/test/harness"
 )
 
@@ -21,10 +22,10 @@ import (
 // /etc/libvirt/hooks, and puts back any virtap hook, hook settings and
 // policy that were there before.
 func TestDebInstallRemove(t *testing.T) {
-	harness.RequireRoot(t)
+	nstest.RequireRoot(t)
 	for _, tool := range []string{"dpkg", "dpkg-deb", "lintian", "man"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			if harness.InCI() {
+			if nstest.InCI() {
 				t.Fatalf("%s missing (hack/deps.sh installs it; CI=true: not skipping)", tool)
 			}
 			t.Skipf("%s missing: run hack/deps.sh", tool)
