@@ -22,6 +22,7 @@ have man               || need+=(man-db)
 have promtool          || need+=(prometheus)
 have dpkg-deb          || need+=(dpkg)
 have dpkg-shlibdeps    || need+=(dpkg-dev)
+have etcd              || [ -x /usr/bin/etcd ] || need+=(etcd-server)   # fleet tests: a real etcd (3.4 in Debian 12)
 have hyperfine         || [ "${VIRTAP_BENCH:-}" != 1 ] || need+=(hyperfine)
 
 if [ ${#need[@]} -eq 0 ]; then
