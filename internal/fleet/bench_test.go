@@ -10,7 +10,7 @@ import (
 
 	"github.com/virtap/virtap/internal/fleet"
 	"github.com/virtap/virtap/internal/fleet/etcdtest"
-	"github.com/virtap/virtap/provision/store"
+	"github.com/virtap/virtap/internal/store"
 )
 
 // A documentation prefix large enough never to fill during a benchmark.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/virtap/virtap/internal/ipam"
 	"math/rand/v2"
 	"net/netip"
 	"net/url"
@@ -83,7 +84,7 @@ func normalize(network string, prefix netip.Prefix, rangeStart, rangeEnd netip.A
 	}
 	r.h = h
 	r.prefix = prefix.Masked()
-	if r.first, r.last, err = leaseRange(r.prefix, rangeStart, rangeEnd); err != nil {
+	if r.first, r.last, err = ipam.LeaseRange(r.prefix, rangeStart, rangeEnd); err != nil {
 		return r, fmt.Errorf("network %q: %w", network, err)
 	}
 	for _, a := range exclude {

@@ -56,6 +56,7 @@ type rawPolicy struct {
 	Networks  map[string]*rawNetwork `toml:"networks"`
 	Hosts     map[string]*rawHost    `toml:"hosts"`
 	Guests    map[string]*Guest      `toml:"guests"`
+	Fleet     *Fleet                 `toml:"fleet"`
 }
 
 // queues is "auto" or a number.
@@ -85,7 +86,9 @@ func (q *queues) UnmarshalTOML(v any) error {
 func allowedHere(k toml.Key) string {
 	switch {
 	case len(k) == 1:
-		return "allowed at the top: state_dir, mac_prefix, [networks.NAME], [hosts.NAME.networks.NAME], [guests.NAME]"
+		return "allowed at the top: state_dir, mac_prefix, [networks.NAME], [hosts.NAME.networks.NAME], [guests.NAME], [fleet]"
+	case k[0] == "fleet":
+		return "allowed in [fleet]: " + tableKeys[Fleet]()
 	case k[0] == "guests":
 		return "allowed in a guest section: trust, addresses = { NETWORK = \"ADDRESS\" or [\"ADDRESS\", ...] }"
 	case k[0] == "hosts" && len(k) == 3:

@@ -29,6 +29,7 @@ func Parse(file string, data []byte) (*Policy, error) {
 	p := &Policy{File: file, StateDir: "/var/lib/virtap", base: raw.Networks, hosts: map[string]map[string]*rawNetwork{}, guests: map[string]*Guest{}, loc: loc}
 	ps.guests(p)
 	ps.top(p)
+	ps.fleet(p)
 	ps.names(p)
 	ps.networks(p)
 	if len(ps.errs) > 0 {

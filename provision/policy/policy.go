@@ -63,6 +63,7 @@ type Policy struct {
 	File      string
 	StateDir  string
 	MACPrefix string // "" or 1-3 octets, e.g. "52:54:00"
+	Fleet     *Fleet // nil: leases stay in this host's store
 
 	base   map[string]*rawNetwork
 	hosts  map[string]map[string]*rawNetwork
