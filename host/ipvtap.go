@@ -151,7 +151,7 @@ func ParsePool(addresses, rng, gateway string) (Pool, error) {
 // LeaseAddress gives one guest interface its address from the pool: the
 // same address for the same domain and MAC every time, until the lease is
 // freed (virtap gc, for domains libvirt no longer knows).
-func LeaseAddress(st *store.Store, network string, p Pool, h store.Holder) (netip.Addr, error) {
+func LeaseAddress(st Leaser, network string, p Pool, h store.Holder) (netip.Addr, error) {
 	var exclude []netip.Addr
 	if p.Gateway.IsValid() {
 		exclude = append(exclude, p.Gateway)
@@ -170,7 +170,7 @@ func (r *Realiser) prepareAddresses(g *Guest, ir IfaceRecordAlias, undo *revert)
 	if err != nil {
 		return err
 	}
-	a, err := LeaseFor(r.Store, ir.Network, p, ir.Address, store.Holder{UUID: g.UUID.String(), MAC: ir.MAC, Name: g.Name})
+	a, err := r.guestAddress(g, ir, p)
 	if err != nil {
 		return err
 	}
@@ -199,7 +199,7 @@ func (r *Realiser) FreeLeases(u uuid.UUID) ([]store.Lease, error) {
 // LeaseFor leases the guest's fixed address when the policy gives one (it
 // may lie outside the pool's range, never in another guest's hands), else
 // a stable address from the pool.
-func LeaseFor(st *store.Store, network string, p Pool, fixed string, h store.Holder) (netip.Addr, error) {
+func LeaseFor(st Leaser, network string, p Pool, fixed string, h store.Holder) (netip.Addr, error) {
 	if fixed == "" {
 		return LeaseAddress(st, network, p, h)
 	}

@@ -34,6 +34,7 @@ type Options struct {
 	Local     bool
 	DevRoot   string                                        // default "/dev"
 	ParentMAC func(ifname string) (net.HardwareAddr, error) // nil: parent_mac must be in the policy
+	Fleet     *Fleet                                        // nil: no fleet-wide MACs and leases
 }
 
 // Plan is what virtap decided for one managed interface.
@@ -47,6 +48,7 @@ type Plan struct {
 	Queues  uint
 	Address string   // a fixed address from the policy's [guests.NAME] addresses (ipvtap pool)
 	Fixed   []string // the other fixed addresses from there
+	Leased  string   // fleet: the pool address leased fleet-wide at define time
 }
 
 // Error is a provisioning error about one interface.
@@ -171,6 +173,9 @@ func (pv *provisioner) iface(ifc *domain.Interface) (*Plan, *libvirtxml.DomainIn
 	if err := pv.chooseMAC(p, ifc); err != nil {
 		return nil, nil, fail("%v", err)
 	}
+	if err := opts.lease(p, d); err != nil {
+		return nil, nil, fail("%v", err)
+	}
 	orig, err := ifc.Load()
 	if err != nil {
 		return nil, nil, err
@@ -220,13 +225,7 @@ func (pv *provisioner) chooseMAC(p *Plan, ifc *domain.Interface) error {
 		pv.ipvtapParents[nw.Parent] = ifc.Index
 		p.MAC = pm
 	}
-	for attempt := 0; p.MAC == ""; attempt++ {
-		if m := mac.Derive(pv.d.Seed(), ifc.Index, attempt, pv.prefix).String(); !pv.used[m] {
-			p.MAC = m
-		}
-	}
-	pv.used[p.MAC] = true
-	return nil
+	return pv.opts.pickMAC(p, pv.d.Seed(), pv.prefix, pv.used)
 }
 
 // managedNetwork returns the policy network an interface joins: from
@@ -449,7 +448,7 @@ func record(p *Plan, d *domain.Doc) domain.IfaceRecord {
 		MAC: p.MAC, Network: nw.Name, Kind: nw.Kind, Mode: nw.Mode, Flag: nw.Flag, Parent: nw.Parent,
 		Bridge: nw.Bridge, Device: p.Device, PF: nw.PF, Devices: strings.Join(nw.Devices, " "), VLAN: nw.VLAN,
 		Trust: nw.Trust, HostAccess: nw.HostAccess, Vhost: nw.Vhost, MTU: nw.MTU, Addresses: nw.Addresses, Range: nw.Range, Gateway: nw.Gateway,
-		Address: p.Address,
+		Address: p.Address, Leased: p.Leased,
 	}
 	if nw.Trust == policy.TrustUntrusted && (nw.Kind == policy.KindMacvtap || nw.Kind == policy.KindIpvtap) {
 		r.Fixed = strings.Join(p.Fixed, " ")

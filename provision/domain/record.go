@@ -42,6 +42,7 @@ type IfaceRecord struct {
 	Address    string `xml:"address,attr,omitempty"` // ipvtap: the guest's fixed address, if the policy gives one
 	Fixed      string `xml:"fixed,attr,omitempty"`   // untrusted: the guest's other fixed addresses, space-separated
 	Learn      string `xml:"learn,attr,omitempty"`   // untrusted: dhcp | none | open
+	Leased     string `xml:"leased,attr,omitempty"`  // ipvtap in a fleet: the address leased fleet-wide at define time
 }
 
 // ByMAC returns the record of the interface with that MAC.
