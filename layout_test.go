@@ -70,6 +70,12 @@ func TestHookLinksNoProbeNorLibvirt(t *testing.T) {
 		"./cmd/virtap-hook")
 }
 
+func TestHookLinksNoEtcdClient(t *testing.T) {
+	noDeps(t, "the hook takes fleet-leased addresses from virtap's record; linking the etcd client (gRPC, protobuf) made a do-nothing binary start in 8 ms instead of 1.8 ms here, and the hook runs five times per guest start and stop",
+		[]string{"go.etcd.io/etcd/client/v3", "google.golang.org/grpc", module + "/internal/fleet"},
+		"./cmd/virtap-hook")
+}
+
 func TestDefineTimeIsPure(t *testing.T) {
 	noDeps(t, "define time (provision/) must not touch the kernel or the store; run-time work belongs in host/ and internal/",
 		[]string{"github.com/vishvananda/netlink", "go.etcd.io/bbolt", "github.com/google/nftables",

@@ -26,6 +26,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/virtap/virtap/hooks"
+	"github.com/virtap/virtap/internal/fleet"
 	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision/policy"
@@ -167,6 +168,9 @@ type Env struct {
 	ProbeTimeout time.Duration
 	// Prober replaces vepa.Probe (nil: vepa.Probe through Net's handle).
 	Prober func(ctx context.Context, parent string) (vepa.ProbeResult, error)
+	// Fleet asks the fleet's etcd members for their status ([fleet] in the
+	// policy); nil skips the check.
+	Fleet func() ([]fleet.EndpointStatus, bool)
 }
 
 func (e *Env) devRoot() string   { return or(e.DevRoot, "/dev") }
@@ -340,6 +344,7 @@ func (r *run) networkChecks(ctx context.Context, nets []*policy.Network) error {
 func (r *run) hostChecks() {
 	r.hooksCheck()
 	r.libvirtCheck()
+	r.fleetCheck()
 	if r.domains == nil && r.domErrs == nil {
 		r.readDomains()
 	}

@@ -4,6 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
 
 	"github.com/virtap/virtap/internal/ipam"
 	"github.com/virtap/virtap/internal/store"
@@ -60,4 +64,60 @@ func (p Pool) allows(a netip.Addr, fixed string) error {
 		return fmt.Errorf("outside the pool %s-%s of %s", first, last, p.Prefix)
 	}
 	return nil
+}
+
+// FleetStore is the fleet's lease store as gc sees it (internal/fleet's
+// Client; host does not import it, so the hook links no etcd client).
+type FleetStore interface {
+	Host() string
+	DomainsOf(host string) ([]string, error)
+	DomainHosts(u string) ([]string, error)
+	ReleaseLeases(domUUID string) ([]store.Lease, error)
+}
+
+// GCFleet reconciles the fleet's leases with this host: every domain the
+// fleet store says this host has, but defined says it no longer does, is
+// let go. Its leases are freed only when no other host has the domain
+// (the store checks that in the same transaction), so gc here never frees
+// the address of a guest that lives on another host. A nil defined (at
+// boot, libvirt not asked) lets go of nothing.
+func (r *Realiser) GCFleet(f FleetStore, defined func(uuid.UUID) bool, dryRun bool) ([]GCAction, error) {
+	if defined == nil {
+		return nil, nil
+	}
+	mine, err := f.DomainsOf(f.Host())
+	if err != nil {
+		return nil, err
+	}
+	var acts []GCAction
+	var errs []error
+	for _, s := range mine {
+		u, err := uuid.Parse(s)
+		if err != nil || defined(u) {
+			continue
+		}
+		hosts, err := f.DomainHosts(s)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		others := slices.DeleteFunc(hosts, func(h string) bool { return h == f.Host() })
+		reason := "its domain is no longer defined on this host or any other"
+		if len(others) > 0 {
+			reason = fmt.Sprintf("its domain is no longer defined here; its leases stay with host %s", strings.Join(others, ", "))
+		}
+		acts = append(acts, GCAction{What: "fleet claim", Name: s, Domain: s, Reason: reason})
+		if dryRun {
+			continue
+		}
+		freed, err := f.ReleaseLeases(s)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, l := range freed {
+			acts = append(acts, GCAction{What: "fleet lease", Name: l.Network + "/" + l.Addr.String(), Domain: s, Reason: "no host has its domain"})
+		}
+	}
+	return acts, errors.Join(errs...)
 }

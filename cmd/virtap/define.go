@@ -18,7 +18,7 @@ func defineCmd(g *globals) *cobra.Command {
   virtap define --connect qemu+ssh://node2/system --host node2 guest.xml`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			res, _, err := g.provision(a[0], host)
+			res, _, err := g.provision(a[0], host, false)
 			if err != nil {
 				return err
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/virtap/virtap/doctor"
 	"github.com/virtap/virtap/hooks"
+	"github.com/virtap/virtap/internal/fleet"
 	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/virt"
 )
@@ -59,6 +60,14 @@ Exit 1 when a check fails; warnings alone exit 0.`,
 			} else {
 				h, _ := p.ResolveHost(host)
 				env.StateDir = g.state(p)
+				if cl, err := g.openFleet(p, h, 2*time.Second); err != nil {
+					env.Fleet = func() ([]fleet.EndpointStatus, bool) {
+						return []fleet.EndpointStatus{{Endpoint: "[fleet]", Error: err.Error()}}, false
+					}
+				} else if cl != nil {
+					defer cl.Close()
+					env.Fleet = cl.Health
+				}
 				rep, runErr = doctor.Run(cmd.Context(), env, p, h)
 			}
 			if rep != nil {

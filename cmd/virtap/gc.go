@@ -72,6 +72,10 @@ release never runs after a host crash.`,
 			acts, gcErr := r.GC(func(u uuid.UUID) bool { _, ok := running[u]; return ok }, defined, dryRun)
 			restored, err := r.RestoreFilters(live, dryRun)
 			acts, gcErr = append(acts, restored...), errors.Join(gcErr, err)
+			if pol != nil && pol.Fleet != nil {
+				fa, err := g.gcFleet(pol, r, defined, dryRun)
+				acts, gcErr = append(acts, fa...), errors.Join(gcErr, err)
+			}
 			out := cmd.OutOrStdout()
 			if asJSON {
 				enc := json.NewEncoder(out)

@@ -39,7 +39,7 @@ Provisioning virtap's own output again changes nothing.`,
   virsh dumpxml web1 | virtap provision - -o web1.xml`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			res, in, err := g.provision(a[0], f.host)
+			res, in, err := g.provision(a[0], f.host, f.diff)
 			if err != nil {
 				return err
 			}
@@ -71,7 +71,7 @@ Provisioning virtap's own output again changes nothing.`,
 	return cmd
 }
 
-func (g *globals) provision(path, host string) (*provision.Result, []byte, error) {
+func (g *globals) provision(path, host string, dry bool) (*provision.Result, []byte, error) {
 	p, err := g.loadPolicy()
 	if err != nil {
 		return nil, nil, err
@@ -81,7 +81,7 @@ func (g *globals) provision(path, host string) (*provision.Result, []byte, error
 		return nil, nil, err
 	}
 	h, local := p.ResolveHost(host)
-	res, err := provision.Provision(in, provision.Options{Policy: p, Host: h, Local: local, ParentMAC: netdev.LinkMAC})
+	res, err := g.provisionIn(p, in, provision.Options{Policy: p, Host: h, Local: local, ParentMAC: netdev.LinkMAC}, dry)
 	if err != nil {
 		if path != "-" {
 			return nil, nil, fmt.Errorf("%s: %w", path, err)
@@ -115,7 +115,8 @@ func readInput(path string) ([]byte, error) {
 
 // writeCloudInit leases the domain's pool addresses in this host's state
 // (the hook's later lease for the same domain and MAC returns the same
-// address) and writes a NoCloud seed.
+// address; in a fleet the address leased at provisioning is used) and
+// writes a NoCloud seed.
 func (g *globals) writeCloudInit(res *provision.Result, dir string) error {
 	pol, err := g.loadPolicy()
 	if err != nil {
@@ -127,6 +128,9 @@ func (g *globals) writeCloudInit(res *provision.Result, dir string) error {
 	}
 	defer st.Close()
 	files, err := provision.CloudInit(res, func(p provision.Plan) (netip.Addr, error) {
+		if p.Leased != "" {
+			return netip.ParseAddr(p.Leased) // leased fleet-wide, in the record
+		}
 		pool, err := host.ParsePool(p.Network.Addresses, p.Network.Range, p.Network.Gateway)
 		if err != nil {
 			return netip.Addr{}, err

@@ -37,6 +37,7 @@ type statusView struct {
 	// Unfiltered lists untrusted interfaces of running guests that have no
 	// anti-spoofing filter (gc puts them back).
 	Unfiltered []host.Unfiltered `json:"unfiltered"`
+	Fleet      *fleetView        `json:"fleet,omitempty"` // [fleet] only
 }
 
 func statusCmd(g *globals) *cobra.Command {
@@ -81,6 +82,9 @@ func statusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			v := statusView{Status: s}
+			if pol != nil && pol.Fleet != nil {
+				v.Fleet = g.fleetStatus(pol)
+			}
 			if c, err := virt.Connect(uri); err != nil {
 				v.Libvirt = err.Error()
 			} else {
@@ -154,6 +158,9 @@ func printStatus(cmd *cobra.Command, v *statusView, _ *policy.Policy) {
 	}
 	for _, u := range v.Unfiltered {
 		fmt.Fprintf(out, "\nWARNING: %s\n", u)
+	}
+	if v.Fleet != nil {
+		printFleet(out, v.Fleet)
 	}
 	if v.Libvirt != "" {
 		fmt.Fprintf(out, "\nguests unknown: %s\n", strings.TrimSpace(v.Libvirt))
