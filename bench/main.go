@@ -63,7 +63,7 @@ func main() {
 	flag.IntVar(&cfg.workers, "workers", 32, "delete workers for virtap's parallel delete")
 	flag.IntVar(&cfg.guestRuns, "guest-runs", 8, "guest starts per condition")
 	flag.IntVar(&cfg.storeCount, "store-count", 5, "go test -count for the store benchmarks")
-	flag.StringVar(&cfg.only, "only", "hook,churn,provision,store,guest,filter", "items to run")
+	flag.StringVar(&cfg.only, "only", "hook,churn,provision,store,guest,filter,fleet", "items to run")
 	flag.Parse()
 	for _, p := range []*string{&cfg.hookBin, &cfg.floorBin, &cfg.virtapBin, &cfg.out} {
 		if !filepath.IsAbs(*p) {
@@ -108,6 +108,7 @@ func main() {
 	step("store", func() ([]Row, error) { return benchStore(cfg) })
 	step("guest", func() ([]Row, error) { return benchGuest(cfg) })
 	step("filter", func() ([]Row, error) { return benchFilter(cfg) })
+	step("fleet", func() ([]Row, error) { return benchFleet(cfg) })
 
 	took := time.Since(start).Round(time.Second)
 	fmt.Println()
@@ -130,7 +131,7 @@ func main() {
 	fmt.Printf("results: %s/results.md, results.json, hook-latency.svg\n", cfg.out)
 }
 
-var itemOf = map[string]string{"hook": "1", "churn": "2", "provision": "3", "store": "4", "guest": "5", "filter": "6"}
+var itemOf = map[string]string{"hook": "1", "churn": "2", "provision": "3", "store": "4", "guest": "5", "filter": "6", "fleet": "7"}
 
 func writeResults(cfg config, rows []Row, series []Series, took time.Duration) error {
 	host, _ := os.Hostname()

@@ -66,7 +66,10 @@ func TestReadmeNamesEverySubcommandAndKey(t *testing.T) {
 			t.Errorf("README's policy reference lacks %s", k)
 		}
 	}
-	for _, k := range []string{"state_dir", "mac_prefix"} {
+	if !strings.Contains(text, "\n[fleet]") {
+		t.Errorf("README's policy reference lacks [fleet]")
+	}
+	for _, k := range []string{"state_dir", "mac_prefix", "etcd", "cert", "key", "ca", "prefix"} {
 		if !strings.Contains(text, k+" = ") {
 			t.Errorf("README's policy reference lacks %s", k)
 		}
