@@ -8,9 +8,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/google/renameio/v2"
 
 	"github.com/virtap/virtap/internal/fsutil"
 )
@@ -68,18 +70,79 @@ func Install(o InstallOptions) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return "", err
 	}
+	removeLeftovers(o.HooksDir)
 	var cfg bytes.Buffer
 	cfg.WriteString("# Written by 'virtap hooks install': what the virtap qemu hook uses.\n")
 	if err := toml.NewEncoder(&cfg).Encode(o.HookConfig); err != nil {
 		return "", err
 	}
-	if err := fsutil.WriteAtomic(filepath.Join(o.HooksDir, ConfigName), cfg.Bytes(), 0o644); err != nil {
+	if err := placeFile(o.HooksDir, filepath.Join(o.HooksDir, ConfigName), cfg.Bytes(), 0o644); err != nil {
 		return "", err
 	}
-	if err := fsutil.WriteAtomic(dst, bin, 0o755); err != nil {
+	if err := placeFile(o.HooksDir, dst, bin, 0o755); err != nil {
 		return "", err
 	}
 	return dst, nil
+}
+
+// placeFile writes data to a temporary file in tmpDir and renames it to
+// dst. libvirt executes every executable file in qemu.d, dotfiles
+// included, each time a guest starts or stops; a temporary file there
+// would be run half-written (ETXTBSY while open for writing) or twice
+// (once under its temporary name). So the temporary file lives in the
+// hooks directory itself (same file system, and libvirt runs only the
+// files named after a driver there), is written, chmodded, fsynced and
+// closed there, and only then renamed into place; the directory entry is
+// fsynced after the rename. A killed install leaves at most a
+// ".virtap<digits>" file in the hooks directory, which libvirt never
+// runs and the next install or uninstall removes.
+func placeFile(tmpDir, dst string, data []byte, mode os.FileMode) error {
+	f, err := renameio.NewPendingFile(dst, renameio.WithTempDir(tmpDir), renameio.WithStaticPermissions(0o600))
+	if err != nil {
+		return err
+	}
+	defer f.Cleanup()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 {
+		if err := f.Chown(0, 0); err != nil {
+			return err
+		}
+	}
+	if installBeforeRename != nil {
+		installBeforeRename()
+	}
+	if err := f.CloseAtomicallyReplace(); err != nil {
+		return err
+	}
+	return fsutil.SyncDir(filepath.Dir(dst))
+}
+
+// leftover names the temporary files a killed install can leave: this
+// installer's in the hooks directory (renameio: "." + final name + digits)
+// and older installers' ".virtap-<digits>" inside qemu.d.
+var (
+	leftoverHooksDir = regexp.MustCompile(`^\.(virtap|virtap-hook\.toml)[0-9]+$`)
+	leftoverQemuD    = regexp.MustCompile(`^\.virtap-[0-9]+$`)
+)
+
+// removeLeftovers deletes the temporary files of killed installs.
+func removeLeftovers(hooksDir string) {
+	for dir, re := range map[string]*regexp.Regexp{hooksDir: leftoverHooksDir, filepath.Join(hooksDir, "qemu.d"): leftoverQemuD} {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if e.Type().IsRegular() && re.MatchString(e.Name()) {
+				_ = os.Remove(filepath.Join(dir, e.Name()))
+			}
+		}
+	}
 }
 
 // Uninstall removes the hook and its settings, only if the hook is virtap's.
@@ -88,6 +151,7 @@ func Uninstall(hooksDir string) (string, error) {
 		hooksDir = DefaultHooksDir
 	}
 	dst := HookPath(hooksDir)
+	removeLeftovers(hooksDir)
 	if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
 		_ = os.Remove(filepath.Join(hooksDir, ConfigName))
 		return dst, nil
@@ -161,3 +225,7 @@ func LoadHookConfig(exe string) (HookConfig, error) {
 	}
 	return c, nil
 }
+
+// installBeforeRename, if set (tests), runs when a temporary file is
+// complete and before it is renamed into place.
+var installBeforeRename func()

@@ -7,7 +7,8 @@ import (
 )
 
 // WriteAtomic writes data to a temporary file beside path, sets its mode
-// (and, when root, root ownership) and renames it over path.
+// (and, when root, root ownership) and renames it over path; the
+// directory is fsynced after the rename.
 func WriteAtomic(path string, data []byte, mode os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".virtap-*")
 	if err != nil {
@@ -35,5 +36,8 @@ func WriteAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
 }
