@@ -97,12 +97,28 @@ func (e *PoolExhaustedError) Error() string {
 	return b.String()
 }
 
+// heldInOtherPool reports whether another pool holds device: two pools can
+// name one device (a devices list naming a VF of another pool's PF), and
+// the policy cannot see VF membership; devices are keyed by PCI address,
+// so one look-up per pool finds it. Cost: O(pools).
+func heldInOtherPool(tx *bolt.Tx, pool, device string) bool {
+	held := false
+	_ = tx.Bucket(bRes).ForEachBucket(func(k []byte) error {
+		if string(k) != pool && tx.Bucket(bRes).Bucket(k).Get([]byte(device)) != nil {
+			held = true
+		}
+		return nil
+	})
+	return held
+}
+
 // Reserve atomically gives holder h the first device of candidates that no
 // one holds in pool, and returns it. If h (same UUID and MAC) already holds a
 // device of the pool, that device is returned whatever candidates says, so a
 // re-run hook gets the same answer. When no candidate is free the error is a
-// *PoolExhaustedError. Cost: O(len(candidates)) key look-ups, independent of
-// the number of other records.
+// *PoolExhaustedError. A device another pool holds is not free. Cost:
+// O(len(candidates) x pools) key look-ups, independent of the number of
+// other records.
 func (s *Store) Reserve(pool string, candidates []string, h Holder) (string, error) {
 	if err := checkName("pool", pool); err != nil {
 		return "", err
@@ -125,7 +141,7 @@ func (s *Store) Reserve(pool string, candidates []string, h Holder) (string, err
 			return err
 		}
 		for _, c := range candidates {
-			if c == "" || pb.Get([]byte(c)) != nil {
+			if c == "" || pb.Get([]byte(c)) != nil || heldInOtherPool(tx, pool, c) {
 				continue
 			}
 			if err := checkName("device", c); err != nil {

@@ -247,7 +247,7 @@ func TestReserveIdempotentAndRelease(t *testing.T) {
 		t.Fatalf("second iface: %q %v", d3, err)
 	}
 	// The same domain in another pool is independent.
-	if d, err := s.Reserve("other", devs, a); err != nil || d != "vf0" {
+	if d, err := s.Reserve("other", []string{"vf7", "vf8"}, a); err != nil || d != "vf7" {
 		t.Fatalf("other pool: %q %v", d, err)
 	}
 	b := Holder{UUID: uuidN(2), MAC: macN(3), Name: "beta"}
@@ -326,6 +326,26 @@ func TestPoolExhaustedError(t *testing.T) {
 	// Nothing of the failed attempt was written.
 	if hr, _ := s.HolderReservations(uuidN(5)); len(hr) != 0 {
 		t.Fatalf("failed reserve left %+v", hr)
+	}
+	mustConsistent(t, s)
+}
+
+// Two pools that name one device (a devices list naming a VF of another
+// pool's PF: the policy cannot see that) never both hand it out.
+func TestReserveRefusesDeviceOfAnotherPool(t *testing.T) {
+	s := openT(t, t.TempDir())
+	a := Holder{UUID: uuidN(1), MAC: macN(1), Name: "alpha"}
+	b := Holder{UUID: uuidN(2), MAC: macN(2), Name: "beta"}
+	if d, err := s.Reserve("pfpool", []string{"0000:03:00.2", "0000:03:00.3"}, a); err != nil || d != "0000:03:00.2" {
+		t.Fatalf("pfpool: %q %v", d, err)
+	}
+	if d, err := s.Reserve("listpool", []string{"0000:03:00.2", "0000:03:00.4"}, b); err != nil || d != "0000:03:00.4" {
+		t.Fatalf("listpool got %q (%v), want the device no other pool holds", d, err)
+	}
+	var pe *PoolExhaustedError
+	c := Holder{UUID: uuidN(3), MAC: macN(3), Name: "gamma"}
+	if d, err := s.Reserve("listpool", []string{"0000:03:00.2"}, c); !errors.As(err, &pe) {
+		t.Fatalf("a device held by another pool was handed out: %q %v", d, err)
 	}
 	mustConsistent(t, s)
 }

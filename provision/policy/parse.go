@@ -32,6 +32,9 @@ func Parse(file string, data []byte) (*Policy, error) {
 	ps.fleet(p)
 	ps.names(p)
 	ps.networks(p)
+	if len(ps.errs) == 0 {
+		ps.pools(p)
+	}
 	if len(ps.errs) > 0 {
 		sort.SliceStable(ps.errs, func(i, j int) bool { return ps.errs[i].Line < ps.errs[j].Line })
 		return nil, ps.errs

@@ -144,6 +144,30 @@ func TestErrorsNameFileLineKeyAndFix(t *testing.T) {
 	}
 }
 
+// Two passthrough networks that can hand out one device are a policy
+// error naming both networks, the file and the lines.
+func TestOverlappingPoolsAreRefused(t *testing.T) {
+	cases := []struct{ name, text, want string }{
+		{"same device", "[networks.a]\nkind = \"passthrough\"\ndevices = [\"v0\", \"v1\"]\n[networks.b]\nkind = \"passthrough\"\ndevices = [\"v2\", \"v1\"]\n",
+			`p.toml:6: networks.b.devices: "v1" is also in passthrough network "a" (p.toml:3: networks.a.devices)`},
+		{"same pf", "[networks.a]\nkind = \"passthrough\"\npf = \"enp3s0f0\"\n[networks.b]\nkind = \"passthrough\"\npf = \"enp3s0f0\"\nmode = \"hostdev\"\n",
+			`p.toml:6: networks.b.pf: "enp3s0f0" is also in passthrough network "a" (p.toml:3: networks.a.pf)`},
+		{"a host override makes them overlap", "[networks.a]\nkind = \"passthrough\"\npf = \"p0\"\n[networks.b]\nkind = \"passthrough\"\npf = \"p1\"\n[hosts.n2.networks.b]\npf = \"p0\"\n",
+			`p.toml:8: hosts.n2.networks.b.pf: "p0" is also in passthrough network "a" (p.toml:3: networks.a.pf)`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("p.toml", []byte(c.text))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error:\n%v\nwant it to contain:\n%s", err, c.want)
+			}
+		})
+	}
+	if _, err := Parse("p.toml", []byte("[networks.a]\nkind = \"passthrough\"\npf = \"p0\"\n[networks.b]\nkind = \"passthrough\"\npf = \"p1\"\n")); err != nil {
+		t.Fatalf("disjoint pools: %v", err)
+	}
+}
+
 func TestEveryProblemIsReported(t *testing.T) {
 	_, err := Parse("p.toml", []byte("[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\nmode = \"x\"\nflag = \"y\"\nbogus = 1\n"))
 	es, ok := err.(Errors)

@@ -15,14 +15,7 @@ import (
 // defaults and validates the result.
 func (p *Policy) resolve(host, name string) (*Network, error) {
 	base := p.base[name]
-	keyOf := func(k ...string) []string {
-		// Name the key where it was set: the host section wins.
-		hk := append([]string{"hosts", host, "networks", name}, k...)
-		if _, ok := p.loc[strings.Join(hk, ".")]; ok || base == nil {
-			return hk
-		}
-		return append([]string{"networks", name}, k...)
-	}
+	keyOf := func(k ...string) []string { return p.keyOf(host, name, k...) }
 	v := validator{p: p, keyOf: keyOf}
 	r := merge(base, p.hosts[host][name])
 	n := &Network{Name: name, Host: host}
@@ -52,6 +45,15 @@ func (p *Policy) resolve(host, name string) (*Network, error) {
 		return nil, v.errs
 	}
 	return n, nil
+}
+
+// keyOf names a network key where it was set: the host section wins.
+func (p *Policy) keyOf(host, name string, k ...string) []string {
+	hk := append([]string{"hosts", host, "networks", name}, k...)
+	if _, ok := p.loc[strings.Join(hk, ".")]; ok || p.base[name] == nil {
+		return hk
+	}
+	return append([]string{"networks", name}, k...)
 }
 
 // common reads the keys every kind has, with their defaults.
