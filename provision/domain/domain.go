@@ -81,18 +81,20 @@ type Doc struct {
 	indent   string
 }
 
-// Parse reads a domain document. Errors name the line.
+// Parse reads a domain document. Errors name the line. Cost is linear in
+// the size of the document: the element path is kept only as deep as the
+// elements virtap reads (3 levels), and nesting is bounded by MaxDepth.
 func Parse(raw []byte) (*Doc, error) {
 	if len(raw) > MaxSize {
 		return nil, fmt.Errorf("domain XML is %d bytes; virtap reads at most %d", len(raw), MaxSize)
 	}
 	d := &Doc{Raw: raw, indent: "  "}
-	dec := xml.NewDecoder(bytes.NewReader(raw))
-	var stack []string
+	sc := newScanner(raw)
+	var stack []string // the element path, up to 3 levels deep
 	indentSet := false
 	for {
-		start := int(dec.InputOffset())
-		tok, err := dec.Token()
+		start := int(sc.dec.InputOffset())
+		tok, err := sc.token()
 		if err == io.EOF {
 			break
 		}
@@ -101,64 +103,71 @@ func Parse(raw []byte) (*Doc, error) {
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			stack = append(stack, t.Name.Local)
-			path := strings.Join(stack, "/")
-			if len(stack) == 2 && !indentSet {
+			if sc.depth > 3 {
+				continue // below anything virtap reads
+			}
+			stack = append(stack[:sc.depth-1], t.Name.Local)
+			if sc.depth == 2 && !indentSet {
 				d.indent, indentSet = indentAt(raw, start), true
 			}
-			switch path {
-			case "domain":
-				for _, a := range t.Attr {
-					if a.Name.Local == "type" && a.Name.Space == "" {
-						d.Type = a.Value
-					}
-				}
-			case "domain/name", "domain/uuid", "domain/vcpu":
-				text, end, err := readText(dec)
-				if err != nil {
-					return nil, err
-				}
-				stack = stack[:len(stack)-1]
-				switch path {
-				case "domain/name":
-					d.Name = strings.TrimSpace(text)
-					d.after = end
-				case "domain/uuid":
-					d.UUID = strings.ToLower(strings.TrimSpace(text))
-					d.after = end
-				case "domain/vcpu":
-					n, err := strconv.Atoi(strings.TrimSpace(text))
-					if err != nil || n < 1 {
-						return nil, fmt.Errorf("domain XML line %d: <vcpu> %q is not a number", lineAt(raw, start), text)
-					}
-					d.VCPUs = n
-				}
-			case "domain/metadata":
-				sp, in, rec, err := readMetadata(dec, raw, start)
-				if err != nil {
-					return nil, err
-				}
-				stack = stack[:len(stack)-1]
-				d.metadata, d.metaIn, d.Record = &sp, in, rec
-			case "domain/devices/interface":
-				ifc := &Interface{Index: len(d.Interfaces), Indent: indentAt(raw, start), Line: lineAt(raw, start),
-					Type: attrOf(t, "type")}
-				if err := scanInterface(dec, ifc); err != nil {
-					return nil, fmt.Errorf("domain XML line %d: %v", ifc.Line, err)
-				}
-				stack = stack[:len(stack)-1]
-				end := int(dec.InputOffset())
-				ifc.Span, ifc.raw = Span{start, end}, raw[start:end]
-				d.Interfaces = append(d.Interfaces, ifc)
+			if err := d.element(sc, t, stack, start); err != nil {
+				return nil, err
 			}
-		case xml.EndElement:
-			stack = stack[:len(stack)-1]
 		}
 	}
 	if d.Name == "" && d.UUID == "" {
 		return nil, errors.New("domain XML: no <domain> with a <name> or <uuid> found; give a libvirt domain definition")
 	}
 	return d, nil
+}
+
+// element reads one element virtap cares about (by its path); the others
+// are left to the caller's loop.
+func (d *Doc) element(sc *scanner, t xml.StartElement, stack []string, start int) error {
+	path := strings.Join(stack, "/") // at most 3 names
+	switch path {
+	case "domain":
+		for _, a := range t.Attr {
+			if a.Name.Local == "type" && a.Name.Space == "" {
+				d.Type = a.Value
+			}
+		}
+	case "domain/name", "domain/uuid", "domain/vcpu":
+		text, end, err := readText(sc)
+		if err != nil {
+			return err
+		}
+		switch path {
+		case "domain/name":
+			d.Name = strings.TrimSpace(text)
+			d.after = end
+		case "domain/uuid":
+			d.UUID = strings.ToLower(strings.TrimSpace(text))
+			d.after = end
+		case "domain/vcpu":
+			n, err := strconv.Atoi(strings.TrimSpace(text))
+			if err != nil || n < 1 {
+				return fmt.Errorf("domain XML line %d: <vcpu> %q is not a number", sc.lineAt(start), text)
+			}
+			d.VCPUs = n
+		}
+	case "domain/metadata":
+		sp, in, rec, err := readMetadata(sc, start)
+		if err != nil {
+			return err
+		}
+		d.metadata, d.metaIn, d.Record = &sp, in, rec
+	case "domain/devices/interface":
+		ifc := &Interface{Index: len(d.Interfaces), Indent: indentAt(d.Raw, start), Line: sc.lineAt(start),
+			Type: attrOf(t, "type")}
+		if err := scanInterface(sc, ifc); err != nil {
+			return fmt.Errorf("domain XML line %d: %v", ifc.Line, err)
+		}
+		end := int(sc.dec.InputOffset())
+		ifc.Span, ifc.raw = Span{start, end}, d.Raw[start:end]
+		d.Interfaces = append(d.Interfaces, ifc)
+	}
+	return nil
 }
 
 // Seed is what deterministic names derive from: the UUID, else the name.
@@ -180,10 +189,10 @@ func attrOf(t xml.StartElement, name string) string {
 
 // scanInterface reads an <interface> to its end, keeping the values of
 // its direct children that the hook needs.
-func scanInterface(dec *xml.Decoder, ifc *Interface) error {
+func scanInterface(sc *scanner, ifc *Interface) error {
 	depth := 0
 	for {
-		tok, err := dec.Token()
+		tok, err := sc.token()
 		if err != nil {
 			return err
 		}
@@ -211,10 +220,10 @@ func scanInterface(dec *xml.Decoder, ifc *Interface) error {
 	}
 }
 
-func readText(dec *xml.Decoder) (string, int, error) {
+func readText(sc *scanner) (string, int, error) {
 	var b strings.Builder
 	for {
-		tok, err := dec.Token()
+		tok, err := sc.token()
 		if err != nil {
 			return "", 0, fmt.Errorf("domain XML: %v", err)
 		}
@@ -222,21 +231,21 @@ func readText(dec *xml.Decoder) (string, int, error) {
 		case xml.CharData:
 			b.Write(t)
 		case xml.StartElement:
-			if err := dec.Skip(); err != nil {
-				return "", 0, err
+			if err := sc.skip(); err != nil {
+				return "", 0, fmt.Errorf("domain XML: %v", err)
 			}
 		case xml.EndElement:
-			return b.String(), int(dec.InputOffset()), nil
+			return b.String(), int(sc.dec.InputOffset()), nil
 		}
 	}
 }
 
-func readMetadata(dec *xml.Decoder, raw []byte, start int) (Span, *Span, *Record, error) {
+func readMetadata(sc *scanner, start int) (Span, *Span, *Record, error) {
 	var in *Span
 	var rec *Record
 	for {
-		off := int(dec.InputOffset())
-		tok, err := dec.Token()
+		off := int(sc.dec.InputOffset())
+		tok, err := sc.token()
 		if err != nil {
 			return Span{}, nil, nil, fmt.Errorf("domain XML <metadata>: %v", err)
 		}
@@ -244,23 +253,21 @@ func readMetadata(dec *xml.Decoder, raw []byte, start int) (Span, *Span, *Record
 		case xml.StartElement:
 			if t.Name.Space == Namespace && t.Name.Local == "virtap" && in == nil {
 				var r Record
-				if err := dec.DecodeElement(&r, &t); err != nil {
-					return Span{}, nil, nil, fmt.Errorf("domain XML line %d: virtap metadata: %v", lineAt(raw, off), err)
+				if err := sc.decodeElement(&r, &t); err != nil {
+					return Span{}, nil, nil, fmt.Errorf("domain XML line %d: virtap metadata: %v", sc.lineAt(off), err)
 				}
-				in = &Span{off, int(dec.InputOffset())}
+				in = &Span{off, int(sc.dec.InputOffset())}
 				rec = &r
 				continue
 			}
-			if err := dec.Skip(); err != nil {
+			if err := sc.skip(); err != nil {
 				return Span{}, nil, nil, fmt.Errorf("domain XML <metadata>: %v", err)
 			}
 		case xml.EndElement:
-			return Span{start, int(dec.InputOffset())}, in, rec, nil
+			return Span{start, int(sc.dec.InputOffset())}, in, rec, nil
 		}
 	}
 }
-
-func lineAt(raw []byte, off int) int { return bytes.Count(raw[:off], []byte("\n")) + 1 }
 
 func indentAt(raw []byte, off int) string {
 	i := off
