@@ -54,10 +54,7 @@ func (r *Realiser) Prepare(g *Guest) (err error) {
 				Parent: ir.Parent, State: store.StateReady})
 		}
 	}
-	// Not fsynced: these record no host change of virtap's; after a power
-	// cut the guest is gone too, and reconnect rebuilds them for a guest
-	// that runs.
-	return r.Store.WithoutSync(func() error { return r.Store.PutIfaces(g.UUID.String(), g.Name, plain) })
+	return r.Store.PutIfaces(g.UUID.String(), g.Name, plain)
 }
 
 // prepareIface does one interface's host-side work. plain says that it

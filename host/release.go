@@ -78,9 +78,7 @@ func (r *Realiser) release(u uuid.UUID, name string, sweep bool, rec *domain.Rec
 		}
 	}
 	if had {
-		// Not fsynced: the devices are gone already, and a record that a
-		// power cut brings back is dropped by gc at boot.
-		if err := r.Store.WithoutSync(func() error { return r.Store.DeleteDomain(u.String()) }); err != nil {
+		if err := r.Store.DeleteDomain(u.String()); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -28,6 +28,9 @@ type Domain struct {
 	Name       string    `json:"name,omitempty"` // a label only
 	Interfaces []Iface   `json:"interfaces"`
 	Updated    time.Time `json:"updated"`
+	// Boot is the kernel boot id when the record was last written: a
+	// record of another boot describes a guest that cannot be running.
+	Boot string `json:"boot,omitempty"`
 }
 
 // Iface is one guest interface, keyed by MAC within its domain.
@@ -146,7 +149,7 @@ func (s *Store) PutIfaces(domUUID, name string, ifcs []Iface) error {
 				return err
 			}
 		}
-		d.Updated = s.now().UTC()
+		d.Updated, d.Boot = s.now().UTC(), s.boot
 		return putJSON(tx.Bucket(bDomains), []byte(u), d)
 	})
 }
@@ -196,7 +199,7 @@ func (s *Store) modifyIface(domUUID, mac string, fn func(*Iface)) error {
 			if err := indexIface(tx, u, d.Interfaces[i]); err != nil {
 				return err
 			}
-			d.Updated = s.now().UTC()
+			d.Updated, d.Boot = s.now().UTC(), s.boot
 			return putJSON(tx.Bucket(bDomains), []byte(u), d)
 		}
 		return fmt.Errorf("interface %s of domain %s: %w", m, u, ErrNotFound)
@@ -227,7 +230,7 @@ func (s *Store) RemoveIface(domUUID, mac string) error {
 		if len(d.Interfaces) == 0 {
 			return tx.Bucket(bDomains).Delete([]byte(u))
 		}
-		d.Updated = s.now().UTC()
+		d.Updated, d.Boot = s.now().UTC(), s.boot
 		return putJSON(tx.Bucket(bDomains), []byte(u), d)
 	})
 }

@@ -52,6 +52,8 @@ type Reservation struct {
 	// Data is free-form state of the holder of the reservation, e.g. the VF
 	// settings to restore on release (see AnnotateReservation).
 	Data map[string]string `json:"data,omitempty"`
+	// Boot is the kernel boot id when the device was reserved.
+	Boot string `json:"boot,omitempty"`
 }
 
 // PoolExhaustedError says that no candidate device of a pool was free.
@@ -147,7 +149,7 @@ func (s *Store) Reserve(pool string, candidates []string, h Holder) (string, err
 			if err := checkName("device", c); err != nil {
 				return err
 			}
-			r := Reservation{Pool: pool, Device: c, Holder: h, Since: s.now().UTC()}
+			r := Reservation{Pool: pool, Device: c, Holder: h, Since: s.now().UTC(), Boot: s.boot}
 			if err := putJSON(pb, []byte(c), r); err != nil {
 				return err
 			}

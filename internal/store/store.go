@@ -57,12 +57,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/virtap/virtap/internal/fsutil"
 )
 
 const (
@@ -97,13 +98,19 @@ type Options struct {
 	// zero or negative means DefaultTimeout.
 	Timeout time.Duration
 	// NoSync skips fsync after each transaction. A killed process loses
-	// nothing (the page cache survives it), a power cut may. For tests.
+	// nothing (the page cache survives it), but a power cut can leave a
+	// meta page on disk that points at data pages that never reached it
+	// (bbolt's ordering is two fsyncs per commit): a damaged file. For
+	// tests only; virtap itself never turns it on.
 	NoSync bool
 	// ReadOnly takes a shared lock and refuses every write. The database
 	// must exist (the error then wraps fs.ErrNotExist).
 	ReadOnly bool
 	// Logger receives debug logs under the name "store"; nil discards them.
 	Logger hclog.Logger
+	// BootID is written into every domain record; empty: read it from
+	// /proc/sys/kernel/random/boot_id (ReadBootID).
+	BootID string
 }
 
 // ErrReadOnly is returned by writes on a store opened with ReadOnly.
@@ -119,9 +126,9 @@ type Store struct {
 	lock     *os.File
 	dir      string
 	readOnly bool
-	syncMu   sync.Mutex // guards db.NoSync around commits (WithoutSync)
 	log      hclog.Logger
 	now      func() time.Time
+	boot     string // this boot's id, written into domain records
 }
 
 // Open opens (creating if needed, unless ReadOnly) the store in dir.
@@ -167,33 +174,48 @@ func Open(dir string, opts Options) (*Store, error) {
 	if rest < 100*time.Millisecond {
 		rest = 100 * time.Millisecond
 	}
-	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{
+	_, statErr := os.Lstat(dbPath)
+	first := func(db *bolt.DB) error {
+		if opts.ReadOnly {
+			return db.View(checkVersion)
+		}
+		// Only the first open writes: an Update commits (and fsyncs) even
+		// when it changes nothing.
+		if db.View(checkBuckets) != nil {
+			return db.Update(initBuckets)
+		}
+		return nil
+	}
+	db, err := openDB(dbPath, &bolt.Options{
 		Timeout:      rest,
 		NoSync:       opts.NoSync,
 		ReadOnly:     opts.ReadOnly,
 		FreelistType: bolt.FreelistMapType,
-	})
+	}, first)
 	if err != nil {
 		lf.Close()
+		var ce *CorruptError
+		if errors.As(err, &ce) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("store: open %s: %w", dbPath, err)
 	}
-	s := &Store{db: db, lock: lf, dir: dir, readOnly: opts.ReadOnly, log: log, now: time.Now}
+	s := &Store{db: db, lock: lf, dir: dir, readOnly: opts.ReadOnly, log: log, now: time.Now, boot: opts.BootID}
+	if s.boot == "" {
+		s.boot, _ = ReadBootID("/")
+	}
 	if !opts.ReadOnly {
 		if err := os.Chmod(dbPath, 0o600); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("store: chmod %s: %w", dbPath, err)
 		}
-		// Only the first open writes: an Update commits (and fsyncs) even
-		// when it changes nothing.
-		if s.db.View(checkBuckets) != nil {
-			if err := s.db.Update(initBuckets); err != nil {
+		if errors.Is(statErr, fs.ErrNotExist) {
+			// A new file: its name must survive a power cut too.
+			if err := fsutil.SyncDir(dir); err != nil {
 				s.Close()
-				return nil, fmt.Errorf("store: initialise %s: %w", dbPath, err)
+				return nil, fmt.Errorf("store: sync %s: %w", dir, err)
 			}
 		}
-	} else if err := s.db.View(checkVersion); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("store: %s: %w", dbPath, err)
 	}
 	log.Debug("opened state store", "dir", dir, "read_only", opts.ReadOnly)
 	return s, nil
@@ -219,19 +241,36 @@ func (s *Store) Close() error {
 // Dir is the state directory.
 func (s *Store) Dir() string { return s.dir }
 
+// ensureDir creates the state directory (0700, its new entry fsynced) or
+// checks an existing one: it must be a directory owned by this user (root
+// for the hook) and not writable by group or others, or someone else could
+// have planted or swapped files in it; such a directory is refused, not
+// repaired. A directory merely readable by others is narrowed to 0700.
 func ensureDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("store: create state directory: %w", err)
-	}
 	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("store: create state directory: %w", err)
+		}
+		if err := fsutil.SyncDir(filepath.Dir(dir)); err != nil {
+			return fmt.Errorf("store: sync %s: %w", filepath.Dir(dir), err)
+		}
+		fi, err = os.Lstat(dir)
+	}
 	if err != nil {
 		return fmt.Errorf("store: state directory: %w", err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("store: state directory %s is not a directory", dir)
+		return fmt.Errorf("store: state directory %s is not a directory (a symlink is refused too)", dir)
 	}
-	// MkdirAll is subject to the umask and leaves an existing directory as it
-	// was: the state is virtap's alone.
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("store: state directory %s is owned by uid %d, not by uid %d (root for the hook); virtap refuses it: check who made it, then chown root:root %s or pick another --state-dir",
+			dir, st.Uid, os.Geteuid(), dir)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("store: state directory %s has mode %04o: writable by group or others, so its files cannot be trusted; virtap refuses it: check its contents, then chmod 0700 %s",
+			dir, fi.Mode().Perm(), dir)
+	}
 	if fi.Mode().Perm() != 0o700 {
 		if err := os.Chmod(dir, 0o700); err != nil {
 			return fmt.Errorf("store: chmod state directory: %w", err)
@@ -327,38 +366,14 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
-	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
-	return s.db.Update(fn)
-}
-
-// WithoutSync runs fn with the commits it makes not fsynced. For records
-// whose loss in a power cut does no harm because the host loses what they
-// describe too, and reconnect or gc rebuild or drop them: interfaces that
-// need no device of virtap's, and dropping a released domain's record.
-// Write-ahead intents, reservations and leases must not use it. A process
-// killed mid-way loses nothing either way: the page cache survives it.
-func (s *Store) WithoutSync(fn func() error) error {
-	if s.db == nil || s.readOnly {
-		return fn()
-	}
-	s.syncMu.Lock()
-	old := s.db.NoSync
-	s.db.NoSync = true
-	s.syncMu.Unlock()
-	defer func() {
-		s.syncMu.Lock()
-		s.db.NoSync = old
-		s.syncMu.Unlock()
-	}()
-	return fn()
+	return s.guard(func() error { return s.db.Update(fn) })
 }
 
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 	if s.db == nil {
 		return errors.New("store: closed")
 	}
-	return s.db.View(fn)
+	return s.guard(func() error { return s.db.View(fn) })
 }
 
 func putJSON(b *bolt.Bucket, key []byte, v any) error {

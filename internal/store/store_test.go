@@ -576,23 +576,3 @@ func TestRepairRebuildsIndexes(t *testing.T) {
 		t.Fatalf("after repair: %q %v", d, err)
 	}
 }
-
-func TestWithoutSyncRestoresSync(t *testing.T) {
-	s := openT(t, t.TempDir())
-	before := s.db.NoSync
-	err := s.WithoutSync(func() error {
-		if !s.db.NoSync {
-			t.Fatal("commits inside WithoutSync are fsynced")
-		}
-		return s.PutIface(uuidN(1), "a", Iface{MAC: macN(1), State: StateReady})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.db.NoSync != before {
-		t.Fatal("WithoutSync did not restore the sync setting")
-	}
-	if _, ok, _ := s.GetDomain(uuidN(1)); !ok {
-		t.Fatal("record lost")
-	}
-}
