@@ -36,14 +36,14 @@ func TestPrepareErrorsKeepTheirCause(t *testing.T) {
 	f := newFixture(t)
 	// A device of someone else's already has the name virtap wants.
 	mac, _ := net.ParseMAC("52:54:00:00:00:31")
-	f.libvirtMacvtap(t, "vtnotours0", mac)
-	g := f.recordGuest(t, fmt.Sprintf(`mac="52:54:00:00:00:32" network="edge" kind="ipvtap" mode="l2" flag="bridge" parent="%s" device="vtnotours0" trust="trusted"`, f.s.Uplink))
+	f.libvirtMacvtap(t, "vtinotours22222", mac)
+	g := f.recordGuest(t, fmt.Sprintf(`mac="52:54:00:00:00:32" network="edge" kind="ipvtap" mode="l2" flag="bridge" parent="%s" device="vtinotours22222" trust="trusted"`, f.s.Uplink))
 	err := f.r.Prepare(g)
 	var he *Error
 	if !errors.Is(err, netdev.ErrNotOurs) || !errors.As(err, &he) || he.MAC != "52:54:00:00:00:32" {
 		t.Fatalf("prepare over a device that is not virtap's: want *Error wrapping ErrNotOurs, got %T %v", err, err)
 	}
-	if _, ok, _ := f.r.Net.Find("vtnotours0"); !ok {
+	if _, ok, _ := f.r.Net.Find("vtinotours22222"); !ok {
 		t.Fatal("the device that is not virtap's was removed")
 	}
 	// A pool none of whose devices can be had.

@@ -182,22 +182,32 @@ func (r *Realiser) makeDevice(g *Guest, ir domain.IfaceRecord, lower string, und
 	default:
 		spec.Kind, spec.Mode, spec.MAC = netdev.KindMacvtap, "passthrough", hw
 	}
+	if !netdev.IsGuestDeviceName(ir.Device) {
+		return fmt.Errorf("device %q in virtap's metadata is not a name virtap gives its devices; provision the domain again", ir.Device)
+	}
 	owner, _, claimed, err := r.Store.DeviceOwner(ir.Device)
 	if err != nil {
 		return err
 	}
 	claimed = claimed && owner == g.UUID.String()
-	if err := r.record(g, ir, store.Iface{Device: ir.Device, Parent: lower, Pool: poolName(ir)}, undo); err != nil {
-		return err
-	}
+	// Look before claiming: a device that exists and is not this guest's
+	// is refused before any record names it, so no record ever claims a
+	// device someone else made.
 	d, existed, err := r.Net.Find(ir.Device)
 	if err != nil {
 		return err
 	}
-	if existed && !d.Ours() && claimed {
+	if existed && !d.Tag.For(g.UUID) && !(claimed && !d.Ours()) {
+		return fmt.Errorf("%w: %s exists and is not this guest's (tag %q); remove it by hand if it is a leftover (ip link del %s)",
+			netdev.ErrNotOurs, ir.Device, d.Tag.String(), ir.Device)
+	}
+	if err := r.record(g, ir, store.Iface{Device: ir.Device, Parent: lower, Pool: poolName(ir)}, undo); err != nil {
+		return err
+	}
+	if existed && !d.Ours() {
 		// An earlier run recorded this name before making the device: a
 		// crash between creation and tagging left it untagged.
-		if err := r.Net.DeleteClaimed(ir.Device, spec.Kind); err != nil {
+		if err := r.Net.DeleteFor(ir.Device, g.UUID, spec.Kind); err != nil {
 			return err
 		}
 		existed = false
@@ -207,7 +217,7 @@ func (r *Realiser) makeDevice(g *Guest, ir domain.IfaceRecord, lower string, und
 	}
 	if !existed {
 		undo.add(func() {
-			if err := r.Net.Delete(ir.Device); err != nil {
+			if err := r.Net.DeleteFor(ir.Device, g.UUID, ""); err != nil {
 				r.Log.Warn("rollback: delete device", "device", ir.Device, "error", err)
 			}
 		})

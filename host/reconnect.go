@@ -1,6 +1,7 @@
 package host
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/virtap/virtap/internal/store"
@@ -40,16 +41,24 @@ func (r *Realiser) Reconnect(g *Guest) error {
 	if g.Doc.Record == nil {
 		return nil
 	}
+	var errs []error
 	for _, ir := range g.Doc.Record.Interfaces {
 		ifc := store.Iface{MAC: ir.MAC, Network: ir.Network, Kind: ir.Kind, Mode: ir.Mode, Parent: ir.Parent,
 			Device: ir.Device, Pool: poolName(ir), State: store.StateReady}
 		if ir.Device != "" {
-			d, ok, err := r.Net.Find(ir.Device)
+			d, ok, owned, err := r.Net.FindFor(ir.Device, g.UUID)
 			if err != nil {
 				return err
 			}
 			if !ok {
-				return &Error{Domain: g.Name, MAC: ir.MAC, Msg: fmt.Sprintf("device %s is gone; the guest's NIC has no link", ir.Device)}
+				errs = append(errs, &Error{Domain: g.Name, MAC: ir.MAC, Msg: fmt.Sprintf("device %s is gone; the guest's NIC has no link", ir.Device)})
+				continue
+			}
+			if !owned {
+				// The document names a device that is not tagged for this
+				// guest: never adopt it (a later release would delete it).
+				errs = append(errs, &Error{Domain: g.Name, MAC: ir.MAC, Msg: fmt.Sprintf("device %s is not tagged for this guest (alias %q); not adopted", ir.Device, d.Tag.String())})
+				continue
 			}
 			ifc.Parent = d.Parent
 			if ir.Kind == policy.KindPassthrough && d.Parent != "" {
@@ -62,7 +71,7 @@ func (r *Realiser) Reconnect(g *Guest) error {
 			return err
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // rereserve records that the guest holds the pool member whose net device

@@ -44,10 +44,17 @@ func (r *Realiser) release(u uuid.UUID, name string, sweep bool, rec *domain.Rec
 	shimNets := map[string]string{} // network -> parent
 	for _, ifc := range dom.Interfaces {
 		if ifc.Device != "" {
+			// A record that is not ready is a write-ahead claim made at
+			// prepare: only then may an untagged device of virtap's name be
+			// a crash leftover of this guest (netdev.OwnedBy).
+			claim := ""
+			if ifc.State != store.StateReady {
+				claim = deviceKind(ifc.Kind)
+			}
 			if err := r.Store.SetIfaceState(u.String(), ifc.MAC, store.StateReleasing); err != nil {
 				errs = append(errs, err) // the delete below still runs: the tag proves the device is the guest's
 			}
-			if err := r.Net.DeleteClaimed(ifc.Device, deviceKind(ifc.Kind)); err != nil && !errors.Is(err, netdev.ErrNotOurs) {
+			if err := r.Net.DeleteFor(ifc.Device, u, claim); err != nil && !errors.Is(err, netdev.ErrNotOurs) {
 				errs = append(errs, fmt.Errorf("delete %s: %w", ifc.Device, err))
 				continue
 			} else if err != nil {
