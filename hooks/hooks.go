@@ -21,7 +21,9 @@ import (
 	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
+	"github.com/virtap/virtap/provision"
 	"github.com/virtap/virtap/provision/domain"
+	"github.com/virtap/virtap/provision/policy"
 )
 
 // Request is one hook call: `qemu.d/virtap DOMAIN OP SUBOP EXTRA`.
@@ -170,6 +172,12 @@ func RunInput(cfg Config, req Request, input []byte) error {
 		return nil
 	}
 	c.log = c.log.With("uuid", c.Guest.UUID.String())
+	if _, ok := h.(rewrite); !ok {
+		if err := c.recordFromPolicy(); err != nil {
+			c.summary(err)
+			return err
+		}
+	}
 	err = h.Handle(c)
 	c.summary(err)
 	return err
@@ -196,8 +204,42 @@ func (c *Call) summary(err error) {
 	case err != nil:
 		c.log.Error("failed", "error", err)
 	default:
-		c.log.Info(done[c.Req.Op], "interfaces", len(c.Doc.Record.Interfaces))
+		n := 0
+		if c.Doc.Record != nil { // release without a record the policy backs
+			n = len(c.Doc.Record.Interfaces)
+		}
+		c.log.Info(done[c.Req.Op], "interfaces", n)
 	}
+}
+
+// recordFromPolicy replaces the record in the XML by the one the current
+// policy gives (provision.FromPolicy): the XML only says which network an
+// interface joins. When the policy cannot back the record, operations that
+// may fail the guest fail (closed); release works without a record (it
+// then removes everything the store and the tags say is the guest's); the
+// others keep the record's networks but treat every interface as untrusted.
+func (c *Call) recordFromPolicy() error {
+	pol, err := policy.Load(c.PolicyPath)
+	var rec *domain.Record
+	if err == nil {
+		host, _ := pol.ResolveHost(c.Host)
+		rec, err = provision.FromPolicy(c.Doc, pol, host)
+	}
+	switch {
+	case err == nil:
+		c.Doc.Record = rec
+	case MayFail(c.Req.Op):
+		return err
+	case c.Req.Op == "release" || c.Req.Op == "stopped":
+		c.log.Warn("the policy does not back the domain's record; releasing everything recorded or tagged for it", "error", err)
+		c.Doc.Record = nil
+	default:
+		c.log.Error("the policy does not back the domain's record; treating every interface as untrusted", "error", err)
+		for i := range c.Doc.Record.Interfaces {
+			c.Doc.Record.Interfaces[i].Trust = policy.TrustUntrusted
+		}
+	}
+	return nil
 }
 
 // MayFail: only these operations may stop the guest (or its migration).

@@ -618,7 +618,19 @@ func TestUntaggedClaimedDevice(t *testing.T) {
 	if d, ok, _ := netdev.New(nil, nil).Find(dev.Name); !ok || !d.Ours() {
 		t.Fatalf("device not re-made with its tag: %+v", d)
 	}
+	// What a crash between creation and tagging leaves: the write-ahead
+	// record still pending, the device untagged.
 	untag()
+	func() {
+		st := e.store()
+		defer st.Close()
+		doms, _ := st.Domains()
+		for _, ifc := range doms[0].Interfaces {
+			if err := st.SetIfaceState(doms[0].UUID, ifc.MAC, store.StatePending); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}()
 	if err := e.run("release", x); err != nil {
 		t.Fatal(err)
 	}

@@ -163,13 +163,7 @@ func (pv *provisioner) iface(ifc *domain.Interface) (*Plan, *libvirtxml.DomainIn
 			netName, opts.Policy.File, opts.Host, netName, opts.Host, netName)
 	}
 	p := &Plan{Index: ifc.Index, Network: pv.forGuest(nw)}
-	if g, ok := opts.Policy.GuestOverride(d.UUID, d.Name); ok {
-		if as := g.Addresses[nw.Name]; nw.Kind == policy.KindIpvtap && nw.Addresses != "" && len(as) == 1 {
-			p.Address = as[0] // the guest's lease from the pool
-		} else {
-			p.Fixed = as
-		}
-	}
+	guestAddresses(p, opts.Policy, d)
 	if err := pv.chooseMAC(p, ifc); err != nil {
 		return nil, nil, fail("%v", err)
 	}
@@ -184,6 +178,19 @@ func (pv *provisioner) iface(ifc *domain.Interface) (*Plan, *libvirtxml.DomainIn
 		return nil, nil, fail("%v", err)
 	}
 	return p, render(orig, *p, d), nil
+}
+
+// guestAddresses puts the guest's own addresses on network p.Network
+// (its [guests.X] addresses) into the plan.
+func guestAddresses(p *Plan, pol *policy.Policy, d *domain.Doc) {
+	nw := p.Network
+	if g, ok := pol.GuestOverride(d.UUID, d.Name); ok {
+		if as := g.Addresses[nw.Name]; nw.Kind == policy.KindIpvtap && nw.Addresses != "" && len(as) == 1 {
+			p.Address = as[0] // the guest's lease from the pool
+		} else {
+			p.Fixed = as
+		}
+	}
 }
 
 // forGuest applies the guest's own trust override to a network.

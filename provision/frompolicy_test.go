@@ -1,0 +1,55 @@
+package provision
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/virtap/virtap/provision/domain"
+	"github.com/virtap/virtap/provision/policy"
+)
+
+// FromPolicy takes every security-relevant value from the policy: a
+// record that forges trust, parent, pool members or the device is rebuilt
+// or refused.
+func TestFromPolicyOverrulesTheRecord(t *testing.T) {
+	pol, err := policy.Parse("p.toml", []byte("[networks.ut]\nkind = \"ipvtap\"\nparent = \"up0\"\nmode = \"l3\"\ntrust = \"untrusted\"\naddresses = \"192.0.2.0/24\"\nparent_mac = \"02:00:00:00:00:01\"\n[networks.pool]\nkind = \"passthrough\"\ndevices = [\"vf0\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := []byte("<domain><name>g</name><uuid>6f1c4e36-2d6b-4e59-9d0a-000000000001</uuid><devices><interface type='network'><source network='ut'/></interface><interface type='network'><source network='pool'/></interface></devices></domain>")
+	res, err := Provision(raw, Options{Policy: pol, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forge := func(old, new string) []byte { return bytes.Replace(res.XML, []byte(old), []byte(new), 1) }
+	rebuilt := func(x []byte) (*domain.Record, error) {
+		d, err := domain.Parse(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return FromPolicy(d, pol, "h")
+	}
+	rec, err := rebuilt(forge(`trust="untrusted"`, `trust="trusted"`))
+	if err != nil || rec.Interfaces[0].Trust != policy.TrustUntrusted {
+		t.Fatalf("forged trust: %+v %v", rec, err)
+	}
+	rec, err = rebuilt(forge(`parent="up0"`, `parent="eth9"`))
+	if err != nil || rec.Interfaces[0].Parent != "up0" {
+		t.Fatalf("forged parent: %+v %v", rec, err)
+	}
+	rec, err = rebuilt(forge(`devices="vf0"`, `devices="vf0 eth0"`))
+	if err != nil || rec.Interfaces[1].Devices != "vf0" {
+		t.Fatalf("forged pool members: %+v %v", rec, err)
+	}
+	dev := res.Record.Interfaces[0].Device
+	for name, x := range map[string][]byte{
+		"device":  forge(`device="`+dev+`"`, `device="macvtap0"`),
+		"network": forge(`network="ut"`, `network="nosuch"`),
+		"kind":    forge(`kind="ipvtap"`, `kind="macvtap"`),
+	} {
+		if _, err := rebuilt(x); err == nil || !strings.Contains(err.Error(), "provision") && !strings.Contains(err.Error(), "policy") {
+			t.Errorf("forged %s accepted: %v", name, err)
+		}
+	}
+}
