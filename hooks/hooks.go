@@ -100,14 +100,16 @@ var Handlers = map[string]Handler{
 // ErrTooLarge is returned for standard input over domain.MaxSize.
 var ErrTooLarge = fmt.Errorf("domain XML on standard input is larger than %d bytes", domain.MaxSize)
 
-// ReadInput reads at most domain.MaxSize bytes of the domain XML.
+// ReadInput reads at most domain.MaxSize bytes of the domain XML. Over
+// that, it returns ErrTooLarge with what it read (the head of the
+// document), for release to find the domain's UUID in.
 func ReadInput(r io.Reader) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(r, domain.MaxSize+1))
 	if err != nil {
 		return nil, err
 	}
 	if len(data) > domain.MaxSize {
-		return nil, ErrTooLarge
+		return data, ErrTooLarge
 	}
 	return data, nil
 }
@@ -121,6 +123,9 @@ func Run(cfg Config, req Request, stdin io.Reader) error {
 	if err != nil {
 		if MayFail(req.Op) {
 			return err
+		}
+		if errors.Is(err, ErrTooLarge) && Releases(req.Op) {
+			return ReleaseOversize(cfg, req, input)
 		}
 		if cfg.Log != nil {
 			cfg.Log.Named("hook").Warn("cannot read the domain XML; nothing to do", "op", req.Op, "error", err)
@@ -252,7 +257,7 @@ func MayFail(op string) bool {
 }
 
 // roots are the /dev and /sys the call works on.
-func (c *Call) roots() paths.Roots { return paths.Roots{Dev: c.DevRoot, Sys: c.SysfsRoot} }
+func (c Config) roots() paths.Roots { return paths.Roots{Dev: c.DevRoot, Sys: c.SysfsRoot} }
 
 // realiser opens the state store (taking the state lock) and netlink.
 func (c *Call) realiser() (*host.Realiser, func(), error) {

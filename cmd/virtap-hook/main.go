@@ -5,6 +5,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,6 +36,11 @@ func main() {
 		if hooks.MayFail(req.Op) {
 			fmt.Fprintf(os.Stderr, "virtap: %v\n", err)
 			os.Exit(1)
+		}
+		if errors.Is(err, hooks.ErrTooLarge) && hooks.Releases(req.Op) {
+			// Too large to parse, yet the guest's devices, VF and filter
+			// must still be freed: release by the UUID in the head.
+			_ = hooks.ReleaseOversize(config(), req, input)
 		}
 		return
 	}
