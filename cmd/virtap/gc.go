@@ -12,10 +12,11 @@ import (
 
 	"github.com/virtap/virtap/host"
 	"github.com/virtap/virtap/internal/netdev"
-	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/internal/virt"
+	"github.com/virtap/virtap/provision"
 	"github.com/virtap/virtap/provision/domain"
+	"github.com/virtap/virtap/provision/policy"
 )
 
 func gcCmd(g *globals) *cobra.Command {
@@ -30,51 +31,38 @@ guests that are no longer defined, unused host-access shims and leftover probe
 devices. Put back the anti-spoofing filter of every untrusted interface of a
 running guest that lost it (nft flush ruleset, a firewall reload). A device without virtap's tag is never touched, whatever its name.
 gc asks libvirt which guests run; run it at boot (virtap-gc.service), because
-release never runs after a host crash.`,
+release never runs after a host crash. Without libvirt (--no-libvirt) only
+what a previous boot left is removed (records carry the boot id). A damaged
+state database is moved aside and rebuilt from the device tags.`,
 		Example: "  virtap gc --dry-run\n  virtap gc --no-libvirt   # at boot, before libvirtd starts: nothing runs",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			running := map[uuid.UUID]string{}
-			var live []*host.Guest           // running guests with their live XML
-			var defined func(uuid.UUID) bool // nil: unknown, keep leases
-			if !noLibvirt {
-				c, err := virt.Connect(uri)
-				if err != nil {
-					return fmt.Errorf("%w; if no guest can be running (at boot), use --no-libvirt", err)
-				}
-				doms, err := c.Domains()
-				c.Close()
-				if err != nil {
-					return err
-				}
-				known := map[uuid.UUID]bool{}
-				for _, d := range doms {
-					known[d.UUID] = true
-					if d.Running {
-						running[d.UUID] = d.Name
-						if g, err := liveGuest(d.XML); err == nil && g != nil {
-							live = append(live, g)
-						}
-					}
-				}
-				defined = func(u uuid.UUID) bool { return known[u] }
-			}
 			pol, err := g.stateDirPolicy()
 			if err != nil {
 				return err
 			}
-			st, err := store.Open(g.state(pol), store.Options{Logger: g.log})
-			if err != nil {
-				return err
+			nd := netdev.New(g.log, nil)
+			sopts := store.Options{Logger: g.log}
+			query := func() (host.Snapshot, error) {
+				if noLibvirt {
+					st, err := store.Open(g.state(pol), sopts)
+					if err != nil {
+						return host.Snapshot{}, err
+					}
+					defer st.Close()
+					return host.ThisBoot(st, nd, g.log)
+				}
+				return libvirtSnapshot(uri, pol)
 			}
-			defer st.Close()
-			r := host.New(g.log, netdev.New(g.log, nil), st, paths.Roots{})
-			acts, gcErr := r.GC(func(u uuid.UUID) bool { _, ok := running[u]; return ok }, defined, dryRun)
-			restored, err := r.RestoreFilters(live, dryRun)
-			acts, gcErr = append(acts, restored...), errors.Join(gcErr, err)
+			run := host.GCRun{Log: g.log, Net: nd, StateDir: g.state(pol), Store: sopts, Query: query, DryRun: dryRun}
 			if pol != nil && pol.Fleet != nil {
-				fa, err := g.gcFleet(pol, r, defined, dryRun)
-				acts, gcErr = append(acts, fa...), errors.Join(gcErr, err)
+				run.After = func(r *host.Realiser, snap host.Snapshot) ([]host.GCAction, error) {
+					return g.gcFleet(pol, r, snap.Defined, dryRun)
+				}
+			}
+			acts, gcErr := run.Run()
+			if errors.Is(gcErr, store.ErrCorrupt) && !dryRun {
+				acts, gcErr = rebuildState(g, run, gcErr)
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -105,18 +93,79 @@ release never runs after a host crash.`,
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be removed; remove nothing")
-	cmd.Flags().BoolVar(&noLibvirt, "no-libvirt", false, "assume no guest is running (at boot, before libvirtd starts)")
+	cmd.Flags().BoolVar(&noLibvirt, "no-libvirt", false, "do not ask libvirt: remove only what a previous boot left (at boot, before libvirtd starts)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().StringVarP(&uri, "connect", "c", virt.DefaultURI, "libvirt connection URI")
 	return cmd
 }
 
+// libvirtSnapshot asks libvirt which domains run and which are defined.
+func libvirtSnapshot(uri string, pol *policy.Policy) (host.Snapshot, error) {
+	c, err := virt.Connect(uri)
+	if err != nil {
+		return host.Snapshot{}, fmt.Errorf("%w; if no guest can be running (at boot), use --no-libvirt", err)
+	}
+	doms, err := c.Domains()
+	c.Close()
+	if err != nil {
+		return host.Snapshot{}, err
+	}
+	known, running := map[uuid.UUID]bool{}, map[uuid.UUID]bool{}
+	var live []*host.Guest // running guests with their live XML
+	for _, d := range doms {
+		known[d.UUID] = true
+		running[d.UUID] = d.Running
+		if d.Running {
+			if g, err := liveGuest(d.XML, pol); err == nil && g != nil {
+				live = append(live, g)
+			}
+		}
+	}
+	return host.Snapshot{Running: func(u uuid.UUID) bool { return running[u] }, Defined: func(u uuid.UUID) bool { return known[u] }, Live: live}, nil
+}
+
 // liveGuest reads a running domain's live XML; nil when virtap does not
-// manage it.
-func liveGuest(xml string) (*host.Guest, error) {
+// manage it. As in the hook, the record's values come from the policy
+// (provision.FromPolicy); without one that backs it, every interface
+// counts as untrusted (its filter is restored).
+func liveGuest(xml string, pol *policy.Policy) (*host.Guest, error) {
 	doc, err := domain.Parse([]byte(xml))
 	if err != nil || doc.Record == nil {
 		return nil, err
 	}
+	var rec *domain.Record
+	if pol != nil {
+		h, _ := pol.ResolveHost("")
+		rec, err = provision.FromPolicy(doc, pol, h)
+	}
+	if pol != nil && err == nil {
+		doc.Record = rec
+	} else {
+		for i := range doc.Record.Interfaces {
+			doc.Record.Interfaces[i].Trust = policy.TrustUntrusted
+		}
+	}
 	return host.NewGuest(doc)
+}
+
+// rebuildState recovers from a damaged state database: it moves the file
+// aside (kept for inspection), and runs gc again on a new one, rebuilt
+// from the tags on virtap's devices (host.Rebuild).
+func rebuildState(g *globals, run host.GCRun, cause error) ([]host.GCAction, error) {
+	moved, err := store.MoveAside(run.StateDir, 0)
+	if err != nil {
+		return nil, errors.Join(cause, err)
+	}
+	g.log.Warn("state database was damaged; moved aside and rebuilt from device tags", "moved_to", moved, "error", cause)
+	st, err := store.Open(run.StateDir, run.Store)
+	if err != nil {
+		return nil, err
+	}
+	n, err := host.New(g.log, run.Net, st, run.Roots).Rebuild()
+	st.Close()
+	if err != nil {
+		return nil, err
+	}
+	acts, err := run.Run()
+	return append([]host.GCAction{{What: "state", Name: moved, Reason: fmt.Sprintf("damaged; moved aside, %d interface records rebuilt from device tags", n)}}, acts...), err
 }

@@ -95,7 +95,7 @@ func statusCmd(g *globals) *cobra.Command {
 				}
 				var live []*host.Guest
 				for _, d := range doms {
-					if g, err := liveGuest(d.XML); d.Running && err == nil && g != nil {
+					if g, err := liveGuest(d.XML, pol); d.Running && err == nil && g != nil {
 						live = append(live, g)
 					}
 					rec, _, err := domain.ParseRecord([]byte(d.XML))

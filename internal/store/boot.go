@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
 )
 
 // ReadBootID reads the kernel's boot id under root ("/" on a host):
@@ -28,3 +29,11 @@ func ReadBootID(root string) (string, error) {
 
 // BootID is the boot id this store writes into records ("" if unknown).
 func (s *Store) BootID() string { return s.boot }
+
+// Seq is the id of the last committed transaction: every record written
+// later carries a larger Seq.
+func (s *Store) Seq() (uint64, error) {
+	var seq uint64
+	err := s.view(func(tx *bolt.Tx) error { seq = uint64(tx.ID()); return nil })
+	return seq, err
+}

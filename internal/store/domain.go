@@ -31,6 +31,9 @@ type Domain struct {
 	// Boot is the kernel boot id when the record was last written: a
 	// record of another boot describes a guest that cannot be running.
 	Boot string `json:"boot,omitempty"`
+	// Seq is the store transaction that last wrote the record: gc keeps
+	// a domain whose record is newer than its snapshot of libvirt.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // Iface is one guest interface, keyed by MAC within its domain.
@@ -149,7 +152,7 @@ func (s *Store) PutIfaces(domUUID, name string, ifcs []Iface) error {
 				return err
 			}
 		}
-		d.Updated, d.Boot = s.now().UTC(), s.boot
+		d.Updated, d.Boot, d.Seq = s.now().UTC(), s.boot, uint64(tx.ID())
 		return putJSON(tx.Bucket(bDomains), []byte(u), d)
 	})
 }
@@ -199,7 +202,7 @@ func (s *Store) modifyIface(domUUID, mac string, fn func(*Iface)) error {
 			if err := indexIface(tx, u, d.Interfaces[i]); err != nil {
 				return err
 			}
-			d.Updated, d.Boot = s.now().UTC(), s.boot
+			d.Updated, d.Boot, d.Seq = s.now().UTC(), s.boot, uint64(tx.ID())
 			return putJSON(tx.Bucket(bDomains), []byte(u), d)
 		}
 		return fmt.Errorf("interface %s of domain %s: %w", m, u, ErrNotFound)
@@ -230,7 +233,7 @@ func (s *Store) RemoveIface(domUUID, mac string) error {
 		if len(d.Interfaces) == 0 {
 			return tx.Bucket(bDomains).Delete([]byte(u))
 		}
-		d.Updated, d.Boot = s.now().UTC(), s.boot
+		d.Updated, d.Boot, d.Seq = s.now().UTC(), s.boot, uint64(tx.ID())
 		return putJSON(tx.Bucket(bDomains), []byte(u), d)
 	})
 }
