@@ -20,6 +20,9 @@ func FromPolicy(d *domain.Doc, pol *policy.Policy, host string) (*domain.Record,
 	if d.Record == nil {
 		return nil, nil
 	}
+	if err := pol.CheckGuest(d.UUID, d.Name); err != nil {
+		return nil, err
+	}
 	out := &domain.Record{XMLName: d.Record.XMLName, Host: d.Record.Host}
 	pv := &provisioner{d: d, opts: Options{Policy: pol, Host: host}}
 	for _, ir := range d.Record.Interfaces {

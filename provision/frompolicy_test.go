@@ -53,3 +53,29 @@ func TestFromPolicyOverrulesTheRecord(t *testing.T) {
 		}
 	}
 }
+
+// A [guests.NAME] section pinned to a UUID does not apply to another
+// domain of that name: provisioning and the hook refuse it.
+func TestGuestOverridePinnedByUUID(t *testing.T) {
+	pol, err := policy.Parse("p.toml", []byte("[networks.lan]\nkind = \"macvtap\"\nparent = \"up0\"\ntrust = \"untrusted\"\n[guests.web1]\nuuid = \"6f1c4e36-2d6b-4e59-9d0a-000000000001\"\ntrust = \"trusted\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := func(u string) []byte {
+		return []byte("<domain><name>web1</name><uuid>" + u + "</uuid><devices><interface type='network'><source network='lan'/></interface></devices></domain>")
+	}
+	res, err := Provision(doc("6f1c4e36-2d6b-4e59-9d0a-000000000001"), Options{Policy: pol, Host: "h"})
+	if err != nil || res.Record.Interfaces[0].Trust != policy.TrustTrusted {
+		t.Fatalf("the pinned guest: %v", err)
+	}
+	_, err = Provision(doc("6f1c4e36-2d6b-4e59-9d0a-0000000000ff"), Options{Policy: pol, Host: "h"})
+	if err == nil || !strings.Contains(err.Error(), "[guests.web1]") || !strings.Contains(err.Error(), "0000000000ff") {
+		t.Fatalf("another guest named web1: %v", err)
+	}
+	if g, ok := pol.GuestOverride("6f1c4e36-2d6b-4e59-9d0a-0000000000ff", "web1"); ok {
+		t.Fatalf("override applied to another guest: %+v", g)
+	}
+	if _, err := policy.Parse("p.toml", []byte("[guests.web1]\nuuid = \"nope\"\n")); err == nil || !strings.Contains(err.Error(), "guests.web1.uuid") {
+		t.Fatalf("bad uuid: %v", err)
+	}
+}

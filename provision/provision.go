@@ -94,6 +94,9 @@ func ProvisionDoc(d *domain.Doc, opts Options) (*Result, error) {
 	if opts.Policy == nil {
 		return nil, fmt.Errorf("no policy")
 	}
+	if err := opts.Policy.CheckGuest(d.UUID, d.Name); err != nil {
+		return nil, err
+	}
 	if opts.DevRoot == "" {
 		opts.DevRoot = paths.Dev
 	}

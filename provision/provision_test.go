@@ -329,7 +329,7 @@ trust = "trusted"
 	if _, err := policy.Parse("p.toml", []byte("[guests.x]\ntrust = \"maybe\"\n")); err == nil || !strings.Contains(err.Error(), "p.toml:2: guests.x.trust") {
 		t.Fatalf("bad guest trust: %v", err)
 	}
-	if _, err := policy.Parse("p.toml", []byte("[guests.x]\ncolour = 1\n")); err == nil || !strings.Contains(err.Error(), "allowed in a guest section: trust") {
+	if _, err := policy.Parse("p.toml", []byte("[guests.x]\ncolour = 1\n")); err == nil || !strings.Contains(err.Error(), "allowed in a guest section: uuid, trust") {
 		t.Fatalf("unknown guest key: %v", err)
 	}
 }

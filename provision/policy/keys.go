@@ -90,7 +90,7 @@ func allowedHere(k toml.Key) string {
 	case k[0] == "fleet":
 		return "allowed in [fleet]: " + tableKeys[Fleet]()
 	case k[0] == "guests":
-		return "allowed in a guest section: trust, addresses = { NETWORK = \"ADDRESS\" or [\"ADDRESS\", ...] }"
+		return "allowed in a guest section: uuid, trust, addresses = { NETWORK = \"ADDRESS\" or [\"ADDRESS\", ...] }"
 	case k[0] == "hosts" && len(k) == 3:
 		return "a host section holds only [hosts.NAME.networks.NAME]"
 	case len(k) >= 4 && k[len(k)-2] == "virtualport":

@@ -70,6 +70,13 @@ func (ps *parser) guests(p *Policy) {
 		if u, err := uuid.Parse(name); err == nil {
 			key = u.String()
 		}
+		if g.UUID != "" {
+			if u, err := uuid.Parse(g.UUID); err != nil {
+				ps.add([]string{"guests", name, "uuid"}, "%q is not a UUID", g.UUID)
+			} else if key != name && u.String() != key {
+				ps.add([]string{"guests", name, "uuid"}, "%q differs from the section's own UUID %s", g.UUID, key)
+			}
+		}
 		p.guests[key] = g
 	}
 }

@@ -136,6 +136,10 @@ type Bandwidth struct {
 // Guest holds per-guest overrides, keyed in the policy by the domain's UUID
 // or name ([guests."web1"] or [guests."3c7a5a53-..."]); the UUID wins.
 type Guest struct {
+	// UUID, in a section keyed by name, pins it to that domain: a domain
+	// of that name with another UUID (renamed, or another guest) is
+	// refused rather than given this guest's trust and addresses.
+	UUID  string `toml:"uuid" json:"uuid,omitempty"`
 	Trust string `toml:"trust" json:"trust,omitempty"`
 	// Addresses are the fixed addresses per network, one or a list, IPv4
 	// or IPv6: { lan = ["192.0.2.21", "2001:db8::21"], edge = "198.51.100.50" }.
@@ -263,5 +267,39 @@ func (p *Policy) GuestOverride(uuidStr, name string) (*Guest, bool) {
 		}
 	}
 	g, ok := p.guests[name]
+	if ok && CheckGuest(g, uuidStr) != nil {
+		return nil, false
+	}
 	return g, ok
+}
+
+// CheckGuest refuses a domain that a [guests.NAME] section matches by name
+// while the section pins another UUID.
+func (p *Policy) CheckGuest(uuidStr, name string) error {
+	if u, err := uuid.Parse(uuidStr); err == nil {
+		if _, ok := p.guests[u.String()]; ok {
+			return nil
+		}
+	}
+	g, ok := p.guests[name]
+	if !ok {
+		return nil
+	}
+	if err := CheckGuest(g, uuidStr); err != nil {
+		return fmt.Errorf("%s: [guests.%s]: %v; it was renamed or is another guest: fix uuid there, or key the section by the domain's UUID", p.File, name, err)
+	}
+	return nil
+}
+
+// CheckGuest says whether a section pinned by UUID applies to a domain.
+func CheckGuest(g *Guest, uuidStr string) error {
+	if g.UUID == "" {
+		return nil
+	}
+	want, _ := uuid.Parse(g.UUID)
+	got, err := uuid.Parse(uuidStr)
+	if err != nil || got != want {
+		return fmt.Errorf("uuid = %q, but the domain of that name has UUID %q", g.UUID, uuidStr)
+	}
+	return nil
 }
