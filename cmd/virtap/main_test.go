@@ -43,7 +43,9 @@ func TestExitCodes(t *testing.T) {
 		emptyErrs bool
 	}{
 		{args: []string{"--policy", good, "provision", "--host", "h", guest}, code: 0, out: `<source dev="eth0" mode="bridge"/>`},
-		{args: []string{"--policy", good, "provision", "--host", "h", "--diff", guest}, code: 0, out: `+  <source dev="eth0" mode="bridge"/>`},
+		{args: []string{"--policy", good, "provision", "--host", "h", "--diff", guest}, code: 1, out: `+  <source dev="eth0" mode="bridge"/>`},
+		{args: []string{"--policy", good, "provision", "--host", "h", "--diff", "-o", filepath.Join(dir, "x.xml"), guest}, code: 2, err: "--diff changes nothing", emptyOut: true},
+		{args: []string{"--policy", good, "provision", "--host", "h", "-o", "/nonexistent/dir/x.xml", guest}, code: 1, err: "write /nonexistent/dir/x.xml: directory /nonexistent/dir does not exist", emptyOut: true},
 		{args: []string{"--policy", bad, "provision", guest}, code: 1, err: "bad.toml:4: networks.lan.mode", emptyOut: true},
 		{args: []string{"--policy", good, "provision", filepath.Join(dir, "missing.xml")}, code: 1, emptyOut: true},
 		{args: []string{"--policy", good, "provision"}, code: 2, err: "accepts 1 arg", emptyOut: true},
@@ -84,6 +86,10 @@ func TestExitCodes(t *testing.T) {
 	os.Stdin = oldIn
 	if code != 0 || !bytes.Equal([]byte(out), written) {
 		t.Fatalf("stdin and -o disagree (%d)", code)
+	}
+	// --diff of virtap's own output: nothing would change, exit 0, no output.
+	if code, out, e := capture(t, "--policy", good, "provision", "--host", "h", "--diff", outFile); code != 0 || out != "" {
+		t.Fatalf("--diff of a provisioned file: exit %d, %q, %s", code, out, e)
 	}
 }
 

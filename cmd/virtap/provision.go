@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/netip"
@@ -39,6 +40,9 @@ Provisioning virtap's own output again changes nothing.`,
   virsh dumpxml web1 | virtap provision - -o web1.xml`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if f.diff && (f.out != "" || f.cloudInit != "") {
+				return usageError{fmt.Errorf("--diff changes nothing and writes no file; drop -o/--output and --cloud-init, or --diff")}
+			}
 			res, in, err := g.provision(a[0], f.host, f.diff)
 			if err != nil {
 				return err
@@ -54,8 +58,11 @@ Provisioning virtap's own output again changes nothing.`,
 				if name == "-" {
 					name = "stdin"
 				}
+				if bytes.Equal(in, res.XML) {
+					return nil
+				}
 				fmt.Fprint(cmd.OutOrStdout(), udiff.Diff(name, name+" (provisioned)", string(in), string(res.XML), 3))
-				return nil
+				return exitError{1} // like diff(1): 1 when the texts differ
 			case f.out != "":
 				return fsutil.WriteAtomic(f.out, res.XML, 0o644)
 			default:
@@ -66,7 +73,7 @@ Provisioning virtap's own output again changes nothing.`,
 	}
 	cmd.Flags().StringVar(&f.host, "host", "", "provision for this host's policy section (default: this machine's name)")
 	cmd.Flags().StringVarP(&f.out, "output", "o", "", "write the XML to this file instead of stdout")
-	cmd.Flags().BoolVar(&f.diff, "diff", false, "print a unified diff of what would change; change nothing")
+	cmd.Flags().BoolVar(&f.diff, "diff", false, "print a unified diff of what would change and change nothing; exit 1 when something would change (like diff(1))")
 	cmd.Flags().StringVar(&f.cloudInit, "cloud-init", "", "also lease the guest's addresses and write a cloud-init NoCloud seed (meta-data, network-config) to this directory")
 	return cmd
 }

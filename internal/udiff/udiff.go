@@ -1,10 +1,21 @@
 // Package udiff renders a unified diff of two texts, line by line.
+//
+// The edit script comes from github.com/sergi/go-diff (diff-match-patch):
+// Myers' O(ND) algorithm with the middle-snake bisection, so memory grows
+// with the length of the texts, not with their product.
 package udiff
 
 import (
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/sergi/go-diff/diffmatchpatch"
 )
+
+// Timeout bounds the search for a minimal edit script; past it the script
+// is still correct, only possibly longer than the shortest one.
+const Timeout = 5 * time.Second
 
 // Diff returns a unified diff of a and b with context lines around each
 // change, or "" when they are equal.
@@ -12,36 +23,16 @@ func Diff(nameA, nameB, a, b string, context int) string {
 	if a == b {
 		return ""
 	}
-	x, y := split(a), split(b)
-	ops := lcsOps(x, y)
+	ops := lineOps(a, b)
 	var out strings.Builder
 	fmt.Fprintf(&out, "--- %s\n+++ %s\n", nameA, nameB)
-	// Group ops into hunks.
 	for i := 0; i < len(ops); {
 		if ops[i].kind == ' ' {
 			i++
 			continue
 		}
-		start := i - context
-		if start < 0 {
-			start = 0
-		}
-		end := i
-		for end < len(ops) {
-			if ops[end].kind != ' ' {
-				end++
-				continue
-			}
-			run := end
-			for run < len(ops) && ops[run].kind == ' ' {
-				run++
-			}
-			if run == len(ops) || run-end > 2*context {
-				end += min(context, run-end)
-				break
-			}
-			end = run
-		}
+		start := max(i-context, 0)
+		end := hunkEnd(ops, i, context)
 		ai, bi, an, bn := ops[start].a, ops[start].b, 0, 0
 		for _, o := range ops[start:end] {
 			if o.kind != '+' {
@@ -62,66 +53,69 @@ func Diff(nameA, nameB, a, b string, context int) string {
 	return out.String()
 }
 
+// hunkEnd returns the end of the hunk whose first change is ops[i]: changes
+// closer than 2*context lines join one hunk.
+func hunkEnd(ops []op, i, context int) int {
+	end := i
+	for end < len(ops) {
+		if ops[end].kind != ' ' {
+			end++
+			continue
+		}
+		run := end
+		for run < len(ops) && ops[run].kind == ' ' {
+			run++
+		}
+		if run == len(ops) || run-end > 2*context {
+			return end + min(context, run-end)
+		}
+		end = run
+	}
+	return end
+}
+
 type op struct {
 	kind byte
 	text string
 	a, b int // line index in a and b where this op stands
 }
 
-func split(s string) []string {
-	s = strings.TrimSuffix(s, "\n")
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, "\n")
-}
-
-func lcsOps(x, y []string) []op {
-	// Trim the common head and tail, then LCS on the middle.
-	h := 0
-	for h < len(x) && h < len(y) && x[h] == y[h] {
-		h++
-	}
-	t := 0
-	for t < len(x)-h && t < len(y)-h && x[len(x)-1-t] == y[len(y)-1-t] {
-		t++
-	}
-	mx, my := x[h:len(x)-t], y[h:len(y)-t]
-	n, m := len(mx), len(my)
-	dp := make([][]int32, n+1)
-	for i := range dp {
-		dp[i] = make([]int32, m+1)
-	}
-	for i := n - 1; i >= 0; i-- {
-		for j := m - 1; j >= 0; j-- {
-			if mx[i] == my[j] {
-				dp[i][j] = dp[i+1][j+1] + 1
-			} else {
-				dp[i][j] = max(dp[i+1][j], dp[i][j+1])
+// lineOps is the line-by-line edit script from a to b.
+func lineOps(a, b string) []op {
+	dmp := diffmatchpatch.New()
+	dmp.DiffTimeout = Timeout
+	ra, rb, lines := dmp.DiffLinesToRunes(terminate(a), terminate(b))
+	diffs := dmp.DiffCharsToLines(dmp.DiffMainRunes(ra, rb, false), lines)
+	var ops []op
+	ai, bi := 0, 0
+	for _, d := range diffs {
+		for _, l := range strings.SplitAfter(d.Text, "\n") {
+			if l == "" {
+				continue
+			}
+			l = strings.TrimSuffix(l, "\n")
+			switch d.Type {
+			case diffmatchpatch.DiffEqual:
+				ops = append(ops, op{' ', l, ai, bi})
+				ai++
+				bi++
+			case diffmatchpatch.DiffDelete:
+				ops = append(ops, op{'-', l, ai, bi})
+				ai++
+			case diffmatchpatch.DiffInsert:
+				ops = append(ops, op{'+', l, ai, bi})
+				bi++
 			}
 		}
 	}
-	var ops []op
-	for i := 0; i < h; i++ {
-		ops = append(ops, op{' ', x[i], i, i})
-	}
-	i, j := 0, 0
-	for i < n || j < m {
-		switch {
-		case i < n && j < m && mx[i] == my[j]:
-			ops = append(ops, op{' ', mx[i], h + i, h + j})
-			i++
-			j++
-		case i < n && (j == m || dp[i+1][j] >= dp[i][j+1]):
-			ops = append(ops, op{'-', mx[i], h + i, h + j})
-			i++
-		default:
-			ops = append(ops, op{'+', my[j], h + i, h + j})
-			j++
-		}
-	}
-	for k := 0; k < t; k++ {
-		ops = append(ops, op{' ', x[len(x)-t+k], len(x) - t + k, len(y) - t + k})
-	}
 	return ops
+}
+
+// terminate ends a non-empty text with a newline, so that its last line
+// compares equal to the same line followed by more.
+func terminate(s string) string {
+	if s != "" && !strings.HasSuffix(s, "\n") {
+		return s + "\n"
+	}
+	return s
 }
