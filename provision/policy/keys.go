@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/virtap/virtap/internal/suggest"
 )
 
 // rawNetwork is a network table as written: nil means "not set here".
@@ -83,23 +85,79 @@ func (q *queues) UnmarshalTOML(v any) error {
 	return fmt.Errorf("queues must be \"auto\" or a number from 1 to 256, not %v", v)
 }
 
-func allowedHere(k toml.Key) string {
+// TopKeys are the keys and tables a policy may hold at the top.
+var TopKeys = []string{"state_dir", "mac_prefix", "networks", "hosts", "guests", "fleet"}
+
+// GuestKeys are the keys of a [guests.NAME] section.
+var GuestKeys = []string{"uuid", "trust", "addresses"}
+
+// keysAt returns the keys allowed where k stands and how to say so: the
+// registry behind "unknown key" and its "did you mean".
+func keysAt(k toml.Key) (where string, keys []string) {
+	sub := func(name string) (string, []string) {
+		switch name {
+		case "virtualport":
+			return "allowed in virtualport: " + strings.Join(tableKeys[VirtualPort](), ", "), tableKeys[VirtualPort]()
+		case "bandwidth":
+			return "allowed in bandwidth: " + strings.Join(tableKeys[Bandwidth](), ", "), tableKeys[Bandwidth]()
+		}
+		return "", nil
+	}
 	switch {
 	case len(k) == 1:
-		return "allowed at the top: state_dir, mac_prefix, [networks.NAME], [hosts.NAME.networks.NAME], [guests.NAME], [fleet]"
+		return "allowed at the top: state_dir, mac_prefix, [networks.NAME], [hosts.NAME.networks.NAME], [guests.NAME], [fleet]", TopKeys
 	case k[0] == "fleet":
-		return "allowed in [fleet]: " + tableKeys[Fleet]()
+		return "allowed in [fleet]: " + strings.Join(tableKeys[Fleet](), ", "), tableKeys[Fleet]()
 	case k[0] == "guests":
-		return "allowed in a guest section: uuid, trust, addresses = { NETWORK = \"ADDRESS\" or [\"ADDRESS\", ...] }"
+		return "allowed in a guest section: uuid, trust, addresses = { NETWORK = \"ADDRESS\" or [\"ADDRESS\", ...] }", GuestKeys
 	case k[0] == "hosts" && len(k) == 3:
-		return "a host section holds only [hosts.NAME.networks.NAME]"
-	case len(k) >= 4 && k[len(k)-2] == "virtualport":
-		return "allowed in virtualport: " + tableKeys[VirtualPort]()
-	case len(k) >= 4 && k[len(k)-2] == "bandwidth":
-		return "allowed in bandwidth: " + tableKeys[Bandwidth]()
-	default:
-		return "allowed in a network: " + strings.Join(NetworkKeys(), ", ")
+		return "a host section holds only [hosts.NAME.networks.NAME]", []string{"networks"}
+	case k[0] == "networks" && len(k) == 4, k[0] == "hosts" && len(k) == 6:
+		if where, keys := sub(k[len(k)-2]); keys != nil {
+			return where, keys
+		}
 	}
+	keys = make([]string, 0, len(NetworkKeys()))
+	for _, nk := range NetworkKeys() {
+		keys = append(keys, strings.Trim(nk, "[]"))
+	}
+	return "allowed in a network: " + strings.Join(NetworkKeys(), ", "), keys
+}
+
+// unknownKeys reports the keys the schema does not know, with the closest
+// known key of that table. A key under a mistyped table ([network.lan]) is
+// reported once, as the table's name.
+func (ps *parser) unknownKeys(undecoded []toml.Key) {
+	seen := map[string]bool{}
+	for _, k := range undecoded {
+		k = k[:firstUnknown(k)+1]
+		if seen[k.String()] {
+			continue
+		}
+		seen[k.String()] = true
+		where, keys := keysAt(k)
+		hint := ""
+		if s, ok := suggest.Closest(k[len(k)-1], keys); ok {
+			hint = fmt.Sprintf(" did you mean %q?", s)
+		}
+		ps.add(k, "unknown key;%s %s", hint, where)
+	}
+}
+
+// firstUnknown is the index of the first part of k that the schema does
+// not allow there (names of networks, hosts and guests are free); the last
+// part when every earlier one is known.
+func firstUnknown(k toml.Key) int {
+	for i := range len(k) - 1 {
+		name := i == 1 || k[0] != "networks" && i == 3
+		if name {
+			continue
+		}
+		if _, keys := keysAt(k[:i+1]); !slices.Contains(keys, k[i]) {
+			return i
+		}
+	}
+	return len(k) - 1
 }
 
 // NetworkKeys lists every key a network table may hold, tables in brackets.
@@ -116,12 +174,12 @@ func NetworkKeys() []string {
 }
 
 // tableKeys lists the keys of a sub-table such as [virtualport].
-func tableKeys[T any]() string {
+func tableKeys[T any]() []string {
 	var keys []string
 	for _, f := range reflect.VisibleFields(reflect.TypeFor[T]()) {
 		keys = append(keys, tomlName(f))
 	}
-	return strings.Join(keys, ", ")
+	return keys
 }
 
 func tomlName(f reflect.StructField) string {

@@ -33,7 +33,9 @@ func newLocator(src string) locator {
 				h = h[:j]
 			}
 			table = splitKey(h)
-			loc.set(table, i+1)
+			for n := 1; n <= len(table); n++ {
+				loc.set(table[:n], i+1) // implicit parent tables too
+			}
 			continue
 		}
 		eq := strings.Index(line, "=")

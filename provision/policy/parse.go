@@ -11,6 +11,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/google/uuid"
 	"github.com/virtap/virtap/internal/ipam"
+	"github.com/virtap/virtap/internal/suggest"
 )
 
 // Parse decodes and validates policy text; file names the source in errors.
@@ -23,9 +24,7 @@ func Parse(file string, data []byte) (*Policy, error) {
 		return nil, decodeError(file, loc, err)
 	}
 	ps := &parser{file: file, loc: loc, raw: &raw}
-	for _, k := range md.Undecoded() {
-		ps.add(k, "unknown key; %s", allowedHere(k))
-	}
+	ps.unknownKeys(md.Undecoded())
 	p := &Policy{File: file, StateDir: "/var/lib/virtap", base: raw.Networks, hosts: map[string]map[string]*rawNetwork{}, guests: map[string]*Guest{}, loc: loc}
 	ps.guests(p)
 	ps.top(p)
@@ -87,7 +86,15 @@ func (ps *parser) guests(p *Policy) {
 // outside its dynamic range, not its gateway.
 func (ps *parser) fixedAddresses(key []string, nw string, as AddrList) {
 	base, ok := ps.raw.Networks[nw]
-	if !ok || base.Kind == nil || (*base.Kind != KindIpvtap && *base.Kind != KindMacvtap) {
+	if !ok {
+		names := make([]string, 0, len(ps.raw.Networks))
+		for n := range ps.raw.Networks {
+			names = append(names, n)
+		}
+		ps.add(key, "fixed addresses need a macvtap or ipvtap network %q in [networks], and the policy has none of that name;%s", nw, suggest.DidYouMean(nw, names))
+		return
+	}
+	if base.Kind == nil || (*base.Kind != KindIpvtap && *base.Kind != KindMacvtap) {
 		ps.add(key, "fixed addresses need a macvtap or ipvtap network %q in [networks]", nw)
 		return
 	}

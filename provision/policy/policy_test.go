@@ -92,6 +92,13 @@ func TestErrorsNameFileLineKeyAndFix(t *testing.T) {
 	}{
 		{"unknown key", "[networks.a]\nkind = \"macvtap\"\nparent = \"eth0\"\nbogus = 1\n", `p.toml:4: networks.a.bogus: unknown key; allowed in a network: kind,`},
 		{"unknown top key", "colour = 1\n", `p.toml:1: colour: unknown key; allowed at the top`},
+		{"mistyped key", "[networks.a]\nkind = \"macvtap\"\nparnet = \"eth0\"\n", `p.toml:3: networks.a.parnet: unknown key; did you mean "parent"? allowed in a network`},
+		{"mistyped table", "[network.lan]\nkind = \"macvtap\"\nparent = \"eth0\"\n", `p.toml:1: network: unknown key; did you mean "networks"? allowed at the top`},
+		{"mistyped sub-table", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\n[networks.a.bandwith]\ninbound_average = 1\n", `p.toml:4: networks.a.bandwith: unknown key; did you mean "bandwidth"?`},
+		{"mistyped sub-table key", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\n[networks.a.bandwidth]\ninbound_averag = 1\n", `p.toml:5: networks.a.bandwidth.inbound_averag: unknown key; did you mean "inbound_average"? allowed in bandwidth`},
+		{"mistyped host table", "[hosts.n2.network.lan]\nparent = \"e\"\n", `p.toml:1: hosts.n2.network: unknown key; did you mean "networks"?`},
+		{"mistyped guest network", "[networks.edge]\nkind = \"ipvtap\"\nparent = \"e\"\nparent_mac = \"52:54:00:00:00:01\"\naddresses = \"192.0.2.0/24\"\nrange = \"192.0.2.10-192.0.2.20\"\n[guests.web1]\naddresses = { egde = \"192.0.2.5\" }\n", `guests.web1.addresses.egde: fixed addresses need a macvtap or ipvtap network "egde" in [networks], and the policy has none of that name; did you mean 'edge'?`},
+		{"mistyped guest key", "[guests.web1]\ntrusted = \"untrusted\"\n", `p.toml:2: guests.web1.trusted: unknown key; did you mean "trust"?`},
 		{"wrong type", "[networks.a]\nkind = \"macvtap\"\nparent = \"eth0\"\nmtu = \"big\"\n", `p.toml:4: networks.a.mtu: has the wrong type: expected integer, found string`},
 		{"bad mode", "[networks.a]\nkind = \"macvtap\"\nparent = \"eth0\"\nmode = \"bridg\"\n", `p.toml:4: networks.a.mode: "bridg" is not allowed; allowed: bridge, vepa, private, passthrough`},
 		{"bad kind", "[networks.a]\nkind = \"tap\"\n", `p.toml:2: networks.a.kind: "tap" is not allowed; allowed: macvtap, ipvtap, bridge, passthrough`},
