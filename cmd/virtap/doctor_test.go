@@ -112,3 +112,28 @@ func TestDoctorCommandTable(t *testing.T) {
 		t.Fatalf("an argument: exit %d", code)
 	}
 }
+
+// Networks that cannot share a parent fail doctor, naming both, as they
+// fail policy check.
+func TestDoctorParentConflict(t *testing.T) {
+	flags := doctorFiles(t, "eth0")
+	pol := flags[1]
+	for _, c := range []struct{ policy, want string }{
+		{"[networks.lan]\nkind = \"macvtap\"\nparent = \"eth0\"\n[networks.edge]\nkind = \"ipvtap\"\nparent = \"eth0\"\nparent_mac = \"52:54:00:00:00:01\"\n",
+			`macvtap network "lan" and ipvtap network "edge" share parent eth0`},
+		{"[networks.a]\nkind = \"ipvtap\"\nparent = \"eth0\"\nmode = \"l2\"\n[networks.b]\nkind = \"ipvtap\"\nparent = \"eth0\"\nmode = \"l3\"\n",
+			`ipvtap networks "a" (mode l2) and "b" (mode l3) share parent eth0`},
+	} {
+		if err := os.WriteFile(pol, []byte(c.policy), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, code := runDoctor(t, append(flags, "--no-probe")...)
+		if code != 1 || !strings.Contains(out, c.want) {
+			t.Errorf("doctor: exit %d, want 1 and %q:\n%s", code, c.want, out)
+		}
+		code, _, errOut := capture(t, "policy", "check", pol)
+		if code != 1 || !strings.Contains(errOut, c.want) {
+			t.Errorf("policy check: exit %d, want 1 and %q:\n%s", code, c.want, errOut)
+		}
+	}
+}

@@ -195,8 +195,12 @@ func (ps *parser) networks(p *Policy) {
 	hosts := append([]string{""}, p.Hosts()...)
 	seen := map[string]bool{}
 	for _, h := range hosts {
+		var nets []*Network
 		for _, name := range p.names(h) {
-			_, err := p.resolve(h, name)
+			nw, err := p.resolve(h, name)
+			if err == nil {
+				nets = append(nets, nw)
+			}
 			var es Errors
 			if !errors.As(err, &es) {
 				continue
@@ -206,6 +210,15 @@ func (ps *parser) networks(p *Policy) {
 					seen[e.Error()] = true
 					ps.errs = append(ps.errs, e)
 				}
+			}
+		}
+		for _, e := range p.parentConflicts(h, nets) {
+			if !seen[e.Error()] {
+				seen[e.Error()] = true
+				if h != "" {
+					e.Msg += " (host " + h + ")"
+				}
+				ps.errs = append(ps.errs, e)
 			}
 		}
 	}
