@@ -4,18 +4,21 @@
 package provision
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base32"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/google/uuid"
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/virtap/virtap/internal/paths"
+	"github.com/virtap/virtap/internal/suggest"
 	"github.com/virtap/virtap/provision/domain"
 	"github.com/virtap/virtap/provision/mac"
 	"github.com/virtap/virtap/provision/policy"
@@ -49,6 +52,10 @@ type Plan struct {
 	Address string   // a fixed address from the policy's [guests.NAME] addresses (ipvtap pool)
 	Fixed   []string // the other fixed addresses from there
 	Leased  string   // fleet: the pool address leased fleet-wide at define time
+	MTU     int      // the guest's own <mtu>, else the policy's
+	// Explicit are the settings the guest's XML gave itself (driver,
+	// queues, mtu): they win over the policy's automatic values.
+	Explicit []string
 }
 
 // Error is a provisioning error about one interface.
@@ -77,6 +84,10 @@ type Result struct {
 	Plans  []Plan
 	Record *domain.Record
 	Doc    *domain.Doc
+	// Unknown are the interfaces of type 'network' whose network the
+	// policy does not define: libvirt networks, or typos (the message has
+	// the closest policy network). The caller checks libvirt's networks.
+	Unknown []*Error
 }
 
 // Provision rewrites raw for opts.Host. Interfaces that name no policy
@@ -104,11 +115,12 @@ func ProvisionDoc(d *domain.Doc, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	pv := &provisioner{d: d, opts: opts, prefix: prefix, used: map[string]bool{}, ipvtapParents: map[string]int{}}
+	pv := &provisioner{d: d, opts: opts, prefix: prefix, used: map[string]bool{}, holders: map[string][]*domain.Interface{}, ipvtapParents: map[string]int{}}
 	for _, ifc := range d.Interfaces {
 		if ifc.MAC != "" {
 			if m, err := mac.Normalize(ifc.MAC); err == nil {
 				pv.used[m] = true
+				pv.holders[m] = append(pv.holders[m], ifc)
 			}
 		}
 	}
@@ -131,7 +143,7 @@ func ProvisionDoc(d *domain.Doc, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Result{XML: out, Plans: plans, Record: rec, Doc: d}, nil
+	return &Result{XML: out, Plans: plans, Record: rec, Doc: d, Unknown: pv.unknown}, nil
 }
 
 // provisioner is the state of one ProvisionDoc call.
@@ -139,8 +151,10 @@ type provisioner struct {
 	d             *domain.Doc
 	opts          Options
 	prefix        net.HardwareAddr
-	used          map[string]bool // MACs in the document or handed out
-	ipvtapParents map[string]int  // parent -> index of the ipvtap interface on it
+	used          map[string]bool                // MACs in the document or handed out
+	holders       map[string][]*domain.Interface // MAC -> the interfaces that give it
+	ipvtapParents map[string]int                 // parent -> index of the ipvtap interface on it
+	unknown       []*Error                       // interfaces on networks the policy lacks
 }
 
 // iface plans and renders one interface; a nil plan means that virtap does
@@ -160,7 +174,10 @@ func (pv *provisioner) iface(ifc *domain.Interface) (*Plan, *libvirtxml.DomainIn
 	}
 	if !ok {
 		if !prior {
-			return nil, nil, nil // a libvirt network virtap does not manage
+			// A libvirt network virtap does not manage, or a typo.
+			pv.unknown = append(pv.unknown, &Error{Line: ifc.Line, Index: ifc.Index, Network: netName,
+				Msg: fmt.Sprintf("network %q is not in %s for host %q;%s", netName, opts.Policy.File, opts.Host, suggest.DidYouMean(netName, opts.Policy.NetworkNames(opts.Host)))})
+			return nil, nil, nil
 		}
 		return nil, nil, fail("was provisioned from network %q, which %s does not define for host %q; add [networks.%s] (or a [hosts.%s.networks.%s] section) or give the interface another network",
 			netName, opts.Policy.File, opts.Host, netName, opts.Host, netName)
@@ -177,6 +194,7 @@ func (pv *provisioner) iface(ifc *domain.Interface) (*Plan, *libvirtxml.DomainIn
 	if err != nil {
 		return nil, nil, err
 	}
+	p.Explicit = explicitSettings(orig, ifc, d)
 	if err := planIface(p, orig, d, opts); err != nil {
 		return nil, nil, fail("%v", err)
 	}
@@ -215,9 +233,9 @@ func (pv *provisioner) forGuest(nw *policy.Network) *policy.Network {
 func (pv *provisioner) chooseMAC(p *Plan, ifc *domain.Interface) error {
 	nw := p.Network
 	if ifc.MAC != "" {
-		m, err := mac.Normalize(ifc.MAC)
+		m, err := pv.givenMAC(ifc)
 		if err != nil {
-			return fmt.Errorf("<mac address>: %v", err)
+			return err
 		}
 		p.MAC = m
 	}
@@ -236,6 +254,29 @@ func (pv *provisioner) chooseMAC(p *Plan, ifc *domain.Interface) error {
 		p.MAC = pm
 	}
 	return pv.opts.pickMAC(p, pv.d.Seed(), pv.prefix, pv.used)
+}
+
+// givenMAC checks the MAC an interface gives: a unicast address that no
+// other interface of the domain has.
+func (pv *provisioner) givenMAC(ifc *domain.Interface) (string, error) {
+	hw, err := net.ParseMAC(strings.TrimSpace(ifc.MAC))
+	switch {
+	case err != nil || len(hw) != 6:
+		return "", fmt.Errorf("<mac address='%s'/> is not a MAC address such as 52:54:00:12:34:56; correct it, or remove it and virtap derives one", ifc.MAC)
+	case hw[0]&1 != 0:
+		return "", fmt.Errorf("<mac address='%s'/> is a multicast (group) address, and a NIC needs a unicast one (lowest bit of the first octet clear, e.g. 52:54:00:...); remove it and virtap derives one", ifc.MAC)
+	case bytes.Equal(hw, make(net.HardwareAddr, 6)):
+		return "", fmt.Errorf("<mac address='%s'/> is all zeros, which no NIC may use; remove it and virtap derives one", ifc.MAC)
+	}
+	m := hw.String()
+	if hs := pv.holders[m]; len(hs) > 1 {
+		var where []string
+		for _, h := range hs {
+			where = append(where, fmt.Sprintf("#%d (line %d)", h.Index+1, h.Line))
+		}
+		return "", fmt.Errorf("MAC %s is given by interfaces %s; each interface needs its own: remove all but one <mac address='%s'/> and virtap derives the others", m, strings.Join(where, " and "), ifc.MAC)
+	}
+	return m, nil
 }
 
 // managedNetwork returns the policy network an interface joins: from
@@ -298,10 +339,38 @@ func InstanceID(seed, macAddr string) string {
 	return uuid.NewSHA1(uuid.MustParse("6f1d9a4e-3c55-4a8e-9a53-0f7a0c1c2b7e"), []byte(seed+"\x00"+macAddr)).String()
 }
 
+// explicitSettings lists the interface settings the guest gave itself. On
+// an interface virtap provisioned before, its record says which they were
+// (the others in the XML are virtap's own and follow the policy); else
+// every one the XML has is the guest's.
+func explicitSettings(orig *libvirtxml.DomainInterface, ifc *domain.Interface, d *domain.Doc) []string {
+	if ifc.MAC != "" {
+		if r, ok := d.Record.ByMAC(ifc.MAC); ok {
+			return strings.Fields(r.Explicit)
+		}
+	}
+	var out []string
+	if orig.Driver != nil && orig.Driver.Name != "" {
+		out = append(out, "driver")
+	}
+	if orig.Driver != nil && orig.Driver.Queues > 0 {
+		out = append(out, "queues")
+	}
+	if orig.MTU != nil && orig.MTU.Size > 0 {
+		out = append(out, "mtu")
+	}
+	return out
+}
+
 // planIface completes a plan: how the interface is realised (Backend,
 // Device) and, for a virtio NIC, its driver and queues.
 func planIface(p *Plan, orig *libvirtxml.DomainInterface, d *domain.Doc, opts Options) error {
 	nw := p.Network
+	explicit := func(s string) bool { return slices.Contains(p.Explicit, s) }
+	p.MTU = nw.MTU
+	if explicit("mtu") {
+		p.MTU = int(orig.MTU.Size)
+	}
 	switch {
 	case nw.Kind == policy.KindMacvtap:
 		p.Backend = "direct"
@@ -334,6 +403,9 @@ func planIface(p *Plan, orig *libvirtxml.DomainInterface, d *domain.Doc, opts Op
 	case "off":
 		p.Driver = "qemu"
 	case "auto":
+		if explicit("driver") {
+			break // the guest's own choice wins over the automatic one
+		}
 		p.Driver = "" // libvirt uses vhost-net at start when the host has it
 		if opts.Local {
 			p.Driver = "qemu"
@@ -343,7 +415,10 @@ func planIface(p *Plan, orig *libvirtxml.DomainInterface, d *domain.Doc, opts Op
 		}
 	}
 	q := nw.Queues
-	if q == 0 {
+	switch {
+	case q == 0 && explicit("queues"):
+		q = int(orig.Driver.Queues)
+	case q == 0:
 		q = min(d.VCPUs, MaxQueues)
 	}
 	if q > 1 {
@@ -406,8 +481,9 @@ func render(orig *libvirtxml.DomainInterface, p Plan, d *domain.Doc) *libvirtxml
 			def.Driver = &drv
 		}
 	}
-	if nw.MTU > 0 {
-		def.MTU = &libvirtxml.DomainInterfaceMTU{Size: uint(nw.MTU)}
+	def.MTU = nil
+	if p.MTU > 0 {
+		def.MTU = &libvirtxml.DomainInterfaceMTU{Size: uint(p.MTU)}
 	}
 	def.Bandwidth = bandwidth(nw.Bandwidth, def.Bandwidth)
 	return &def
@@ -452,13 +528,13 @@ func virtualPort(vp *policy.VirtualPort, seed, macAddr string) *libvirtxml.Domai
 	}
 }
 
-func record(p *Plan, d *domain.Doc) domain.IfaceRecord {
+func record(p *Plan, _ *domain.Doc) domain.IfaceRecord {
 	nw := p.Network
 	r := domain.IfaceRecord{
 		MAC: p.MAC, Network: nw.Name, Kind: nw.Kind, Mode: nw.Mode, Flag: nw.Flag, Parent: nw.Parent,
 		Bridge: nw.Bridge, Device: p.Device, PF: nw.PF, Devices: strings.Join(nw.Devices, " "), VLAN: nw.VLAN,
-		Trust: nw.Trust, HostAccess: nw.HostAccess, Vhost: nw.Vhost, MTU: nw.MTU, Addresses: nw.Addresses, Range: nw.Range, Gateway: nw.Gateway,
-		Address: p.Address, Leased: p.Leased,
+		Trust: nw.Trust, HostAccess: nw.HostAccess, Vhost: nw.Vhost, MTU: p.MTU, Addresses: nw.Addresses, Range: nw.Range, Gateway: nw.Gateway,
+		Address: p.Address, Leased: p.Leased, Explicit: strings.Join(p.Explicit, " "),
 	}
 	if nw.Trust == policy.TrustUntrusted && (nw.Kind == policy.KindMacvtap || nw.Kind == policy.KindIpvtap) {
 		r.Fixed = strings.Join(p.Fixed, " ")

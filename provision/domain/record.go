@@ -43,6 +43,10 @@ type IfaceRecord struct {
 	Fixed      string `xml:"fixed,attr,omitempty"`   // untrusted: the guest's other fixed addresses, space-separated
 	Learn      string `xml:"learn,attr,omitempty"`   // untrusted: dhcp | none | open
 	Leased     string `xml:"leased,attr,omitempty"`  // ipvtap in a fleet: the address leased fleet-wide at define time
+	// Explicit lists the interface settings the guest's own XML gave
+	// (driver, queues, mtu), which win over the policy's automatic values;
+	// the others in the provisioned XML are virtap's and follow the policy.
+	Explicit string `xml:"explicit,attr,omitempty"`
 }
 
 // ByMAC returns the record of the interface with that MAC.
