@@ -39,7 +39,7 @@ func (r *run) filtersCheck() {
 	}
 	for _, m := range missing {
 		r.rep.add(Result{Check: CheckFilters, Device: m.Domain, Status: Fail, Detail: m.String(),
-			Advice: "run 'virtap gc' (or restart libvirtd: the reconnect hook re-applies filters); after a firewall reload, run it every time"})
+			Advice: "run 'virtap gc' (or restart libvirtd, or virtqemud on modular hosts: the reconnect hook re-applies filters); after a firewall reload, run it every time"})
 	}
 	if len(missing) == 0 {
 		r.rep.add(Result{Check: CheckFilters, Status: OK, Detail: "every untrusted interface of the running guests has its filter"})

@@ -157,7 +157,7 @@ func (r *run) hooksCheck() {
 	fi, err := os.Lstat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		res(Fail, "no hook at "+path+": libvirt will not run virtap when guests start and stop", "virtap hooks install, then restart libvirtd")
+		res(Fail, "no hook at "+path+": libvirt will not run virtap when guests start and stop", "virtap hooks install, then restart libvirtd (or virtqemud on modular hosts)")
 		return
 	case err != nil:
 		res(Fail, fmt.Sprintf("cannot read %s: %v", path, err), "")

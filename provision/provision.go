@@ -65,6 +65,7 @@ type Error struct {
 	Network   string
 	Msg       string
 	PolicyRef string
+	Hint      string // said after Msg, e.g. " did you mean 'lan'?"
 }
 
 func (e *Error) Error() string {
@@ -75,7 +76,7 @@ func (e *Error) Error() string {
 	if e.Network != "" {
 		where += fmt.Sprintf(" (network %q)", e.Network)
 	}
-	return fmt.Sprintf("domain XML %s: %s", where, e.Msg)
+	return fmt.Sprintf("domain XML %s: %s%s", where, e.Msg, e.Hint)
 }
 
 // Result is a provisioned document with its plans.
@@ -175,8 +176,12 @@ func (pv *provisioner) iface(ifc *domain.Interface) (*Plan, *libvirtxml.DomainIn
 	if !ok {
 		if !prior {
 			// A libvirt network virtap does not manage, or a typo.
-			pv.unknown = append(pv.unknown, &Error{Line: ifc.Line, Index: ifc.Index, Network: netName,
-				Msg: fmt.Sprintf("network %q is not in %s for host %q;%s", netName, opts.Policy.File, opts.Host, suggest.DidYouMean(netName, opts.Policy.NetworkNames(opts.Host)))})
+			u := &Error{Line: ifc.Line, Index: ifc.Index, Network: netName,
+				Msg: fmt.Sprintf("network %q is not in %s for host %q", netName, opts.Policy.File, opts.Host)}
+			if h := suggest.DidYouMean(netName, opts.Policy.NetworkNames(opts.Host)); h != "" {
+				u.Hint = ";" + h
+			}
+			pv.unknown = append(pv.unknown, u)
 			return nil, nil, nil
 		}
 		return nil, nil, fail("was provisioned from network %q, which %s does not define for host %q; add [networks.%s] (or a [hosts.%s.networks.%s] section) or give the interface another network",

@@ -10,7 +10,8 @@ import (
 )
 
 func defineCmd(g *globals) *cobra.Command {
-	var uri, host string
+	var host string
+	var check checkFlags
 	cmd := &cobra.Command{
 		Use:   "define [flags] GUEST.xml|-",
 		Short: "Provision a domain and define it through the libvirt API (schema validation on)",
@@ -18,11 +19,11 @@ func defineCmd(g *globals) *cobra.Command {
   virtap define --connect qemu+ssh://node2/system --host node2 guest.xml`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			res, _, err := g.provision(a[0], host, false)
+			res, _, err := g.provision(a[0], host, false, check)
 			if err != nil {
 				return err
 			}
-			c, err := virt.Connect(uri)
+			c, err := virt.Connect(check.uri)
 			if err != nil {
 				return err
 			}
@@ -51,7 +52,7 @@ func defineCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&uri, "connect", "c", virt.DefaultURI, "libvirt connection URI")
+	check.register(cmd)
 	cmd.Flags().StringVar(&host, "host", "", "provision for this host's policy section (default: this machine's name)")
 	return cmd
 }

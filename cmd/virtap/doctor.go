@@ -135,7 +135,7 @@ func libvirtVersion() (string, error) {
 
 // runningDomains reads the running domains' live XML from libvirt.
 func runningDomains() ([]doctor.DomainXML, error) {
-	c, err := virt.Connect(virt.DefaultURI)
+	c, err := virt.ConnectReadOnly(virt.DefaultURI)
 	if err != nil {
 		return nil, err
 	}

@@ -95,13 +95,13 @@ state database is moved aside and rebuilt from the device tags.`,
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be removed; remove nothing")
 	cmd.Flags().BoolVar(&noLibvirt, "no-libvirt", false, "do not ask libvirt: remove only what a previous boot left (at boot, before libvirtd starts)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().StringVarP(&uri, "connect", "c", virt.DefaultURI, "libvirt connection URI")
+	connectFlag(cmd, &uri)
 	return cmd
 }
 
 // libvirtSnapshot asks libvirt which domains run and which are defined.
 func libvirtSnapshot(uri string, pol *policy.Policy) (host.Snapshot, error) {
-	c, err := virt.Connect(uri)
+	c, err := virt.ConnectReadOnly(uri)
 	if err != nil {
 		return host.Snapshot{}, fmt.Errorf("%w; if no guest can be running (at boot), use --no-libvirt", err)
 	}

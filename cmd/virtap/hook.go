@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/virtap/virtap/hooks"
+	"github.com/virtap/virtap/internal/virt"
 )
 
 func hookCmd(g *globals) *cobra.Command {
@@ -77,7 +78,7 @@ libvirtd reads its hooks only when it starts: restart it afterwards.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "installed %s (policy %s, state %s)\nrestart libvirtd so that it sees the hook: libvirtd reads hooks only when it starts\n", path, pol, state)
+			fmt.Fprintf(cmd.OutOrStdout(), "installed %s (policy %s, state %s)\n%s so that it sees the hook: it reads hooks only when it starts\n", path, pol, state, virt.Restart)
 			return nil
 		},
 	}
@@ -93,7 +94,7 @@ libvirtd reads its hooks only when it starts: restart it afterwards.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\nrestart libvirtd so that it forgets the hook\n", path)
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n%s so that it forgets the hook\n", path, virt.Restart)
 			return nil
 		},
 	}

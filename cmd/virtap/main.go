@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
+	"github.com/virtap/virtap/internal/virt"
 	"github.com/virtap/virtap/provision/policy"
 )
 
@@ -157,4 +158,11 @@ func (g *globals) state(p *policy.Policy) string {
 		return p.StateDir
 	}
 	return DefaultStateDir
+}
+
+// connectFlag adds --connect/-c: empty by default, so that libvirt picks
+// the URI as virsh does (LIBVIRT_DEFAULT_URI, uri_default in libvirt.conf).
+func connectFlag(cmd *cobra.Command, uri *string) {
+	cmd.Flags().StringVarP(uri, "connect", "c", virt.DefaultURI,
+		"libvirt URI (default: LIBVIRT_DEFAULT_URI, else uri_default in libvirt.conf, else libvirt's choice: qemu:///system for root)")
 }

@@ -24,6 +24,13 @@ type provisionFlags struct {
 	out       string
 	diff      bool
 	cloudInit string
+	check     checkFlags
+}
+
+// checkFlags are the flags of the commands that provision.
+type checkFlags struct {
+	strict bool
+	uri    string
 }
 
 func provisionCmd(g *globals) *cobra.Command {
@@ -43,7 +50,10 @@ Provisioning virtap's own output again changes nothing.`,
 			if f.diff && (f.out != "" || f.cloudInit != "") {
 				return usageError{fmt.Errorf("--diff changes nothing and writes no file; drop -o/--output and --cloud-init, or --diff")}
 			}
-			res, in, err := g.provision(a[0], f.host, f.diff)
+			if f.cloudInit != "" && g.stateDir == "" {
+				return usageError{fmt.Errorf("--cloud-init leases addresses in the state directory that the hook uses: give it with --state-dir (or VIRTAP_STATE_DIR), e.g. --state-dir %s", DefaultStateDir)}
+			}
+			res, in, err := g.provision(a[0], f.host, f.diff, f.check)
 			if err != nil {
 				return err
 			}
@@ -74,11 +84,21 @@ Provisioning virtap's own output again changes nothing.`,
 	cmd.Flags().StringVar(&f.host, "host", "", "provision for this host's policy section (default: this machine's name)")
 	cmd.Flags().StringVarP(&f.out, "output", "o", "", "write the XML to this file instead of stdout")
 	cmd.Flags().BoolVar(&f.diff, "diff", false, "print a unified diff of what would change and change nothing; exit 1 when something would change (like diff(1))")
-	cmd.Flags().StringVar(&f.cloudInit, "cloud-init", "", "also lease the guest's addresses and write a cloud-init NoCloud seed (meta-data, network-config) to this directory")
+	cmd.Flags().StringVar(&f.cloudInit, "cloud-init", "", "also lease the guest's addresses in --state-dir (required with it) and write a cloud-init NoCloud seed (meta-data, network-config) to this directory")
+	f.check.register(cmd)
 	return cmd
 }
 
-func (g *globals) provision(path, host string, dry bool) (*provision.Result, []byte, error) {
+func (c *checkFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&c.strict, "strict", false, "fail (exit 1) on what is otherwise a warning: an unknown network, a --host without a section")
+	if cmd.Flags().Lookup("connect") == nil {
+		connectFlag(cmd, &c.uri)
+	}
+}
+
+// provision provisions the document at path (or stdin, "-") and reports
+// what may be a mistake (warnings, or errors under --strict).
+func (g *globals) provision(path, host string, dry bool, check checkFlags) (*provision.Result, []byte, error) {
 	p, err := g.loadPolicy()
 	if err != nil {
 		return nil, nil, err
@@ -87,12 +107,19 @@ func (g *globals) provision(path, host string, dry bool) (*provision.Result, []b
 	if err != nil {
 		return nil, nil, err
 	}
+	name := path
+	if path == "-" {
+		name = "stdin"
+	}
 	h, local := p.ResolveHost(host)
 	res, err := g.provisionIn(p, in, provision.Options{Policy: p, Host: h, Local: local, ParentMAC: netdev.LinkMAC}, dry)
 	if err != nil {
-		if path != "-" {
-			return nil, nil, fmt.Errorf("%s: %w", path, err)
-		}
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	w := &warnings{strict: check.strict}
+	w.checkHost(p, host)
+	w.checkNetworks(name, res, check.uri)
+	if err := w.flush(); err != nil {
 		return nil, nil, err
 	}
 	return res, in, nil

@@ -85,7 +85,7 @@ func statusCmd(g *globals) *cobra.Command {
 			if pol != nil && pol.Fleet != nil {
 				v.Fleet = g.fleetStatus(pol)
 			}
-			if c, err := virt.Connect(uri); err != nil {
+			if c, err := virt.ConnectReadOnly(uri); err != nil {
 				v.Libvirt = err.Error()
 			} else {
 				doms, err := c.Domains()
@@ -123,7 +123,7 @@ func statusCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().StringVarP(&uri, "connect", "c", virt.DefaultURI, "libvirt connection URI")
+	connectFlag(cmd, &uri)
 	return cmd
 }
 

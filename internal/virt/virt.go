@@ -12,19 +12,105 @@ import (
 	"libvirt.org/go/libvirt"
 )
 
-// DefaultURI is the system QEMU driver.
-const DefaultURI = "qemu:///system"
+// DefaultURI is "": libvirt then picks the URI itself, as virsh does:
+// LIBVIRT_DEFAULT_URI, else uri_default in libvirt.conf, else its probe
+// (qemu:///system for root).
+const DefaultURI = ""
 
-// Conn is a connection to libvirtd.
+// Restart is how messages tell the user to restart the daemon that runs
+// the qemu driver (and reads the hooks).
+const Restart = "restart libvirtd (or virtqemud on modular hosts)"
+
+// Conn is a connection to libvirt.
 type Conn struct{ c *libvirt.Connect }
 
-// Connect opens uri.
+// Connect opens uri read-write ("": libvirt's default URI).
 func Connect(uri string) (*Conn, error) {
-	c, err := libvirt.NewConnect(uri)
+	return connect(uri, false)
+}
+
+// ConnectReadOnly opens uri read-only, for callers that change nothing.
+func ConnectReadOnly(uri string) (*Conn, error) {
+	return connect(uri, true)
+}
+
+func connect(uri string, ro bool) (*Conn, error) {
+	var c *libvirt.Connect
+	var err error
+	if ro {
+		c, err = libvirt.NewConnectReadOnly(uri)
+	} else {
+		c, err = libvirt.NewConnect(uri)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w (is libvirtd running? give another --connect)", uri, err)
+		name := uri
+		if name == "" {
+			name = "libvirt's default URI (LIBVIRT_DEFAULT_URI, uri_default in libvirt.conf)"
+		}
+		return nil, fmt.Errorf("connect to %s: %w (is libvirtd or virtqemud running? give another --connect)", name, Err(err))
 	}
 	return &Conn{c: c}, nil
+}
+
+// Err turns a libvirt error into its message: "virError(Code=27,
+// Domain=12, Message='...')" says nothing more to a user than the message.
+func Err(err error) error {
+	if lerr, ok := errors.AsType[libvirt.Error](err); ok && lerr.Message != "" {
+		return errors.New(lerr.Message)
+	}
+	return err
+}
+
+// URI is the URI the connection uses (what libvirt picked for "").
+func (c *Conn) URI() string {
+	u, err := c.c.GetURI()
+	if err != nil {
+		return ""
+	}
+	return u
+}
+
+// Networks lists the names of libvirt's networks (defined or running).
+func (c *Conn) Networks() ([]string, error) {
+	ns, err := c.c.ListAllNetworks(0)
+	if err != nil {
+		return nil, Err(err)
+	}
+	var out []string
+	for i := range ns {
+		if name, err := ns[i].GetName(); err == nil {
+			out = append(out, name)
+		}
+		_ = ns[i].Free()
+	}
+	return out, nil
+}
+
+// Versions are the version of libvirt the daemon runs and of its
+// hypervisor (QEMU), as "major.minor.micro".
+func (c *Conn) Versions() (daemon, hypervisor string, err error) {
+	d, err := c.c.GetLibVersion()
+	if err != nil {
+		return "", "", Err(err)
+	}
+	h, err := c.c.GetVersion()
+	if err != nil {
+		return dotted(d), "", Err(err)
+	}
+	return dotted(d), dotted(h), nil
+}
+
+// LibVersion is the version of the libvirt library this process loaded.
+func LibVersion() (string, error) {
+	v, err := libvirt.GetVersion()
+	if err != nil {
+		return "", Err(err)
+	}
+	return dotted(v), nil
+}
+
+func dotted(v uint32) string {
+	return fmt.Sprintf("%d.%d.%d", v/1000000, v/1000%1000, v%1000)
 }
 
 // Close closes the connection.
@@ -35,7 +121,7 @@ func (c *Conn) Close() { _, _ = c.c.Close() }
 func (c *Conn) Define(xml string) (string, string, error) {
 	d, err := c.c.DomainDefineXMLFlags(xml, libvirt.DOMAIN_DEFINE_VALIDATE)
 	if err != nil {
-		return "", "", err
+		return "", "", Err(err)
 	}
 	defer d.Free()
 	name, _ := d.GetName()
@@ -57,7 +143,7 @@ type Domain struct {
 func (c *Conn) Domains() ([]Domain, error) {
 	ds, err := c.c.ListAllDomains(0)
 	if err != nil {
-		return nil, err
+		return nil, Err(err)
 	}
 	defer func() {
 		for i := range ds {
@@ -71,7 +157,7 @@ func (c *Conn) Domains() ([]Domain, error) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, Err(err)
 		}
 		out = append(out, dom)
 	}
@@ -139,18 +225,18 @@ func (c *Conn) EnsureNetwork(name, xml string) (created bool, err error) {
 	if err != nil {
 		n, err = c.c.NetworkDefineXML(xml)
 		if err != nil {
-			return false, fmt.Errorf("define network %s: %w", name, err)
+			return false, fmt.Errorf("define network %s: %w", name, Err(err))
 		}
 		created = true
 	}
 	defer n.Free()
 	if active, _ := n.IsActive(); !active {
 		if err := n.Create(); err != nil {
-			return created, fmt.Errorf("start network %s: %w", name, err)
+			return created, fmt.Errorf("start network %s: %w", name, Err(err))
 		}
 	}
 	if err := n.SetAutostart(true); err != nil {
-		return created, fmt.Errorf("autostart network %s: %w", name, err)
+		return created, fmt.Errorf("autostart network %s: %w", name, Err(err))
 	}
 	return created, nil
 }
