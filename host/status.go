@@ -97,8 +97,12 @@ func Collect(st *store.Store, nd *netdev.Manager, networks []string, pools []Poo
 		if err != nil {
 			return nil, err
 		}
+		exists, err := passthrough.LinkExists(nd.Handle())
+		if err != nil {
+			return nil, err
+		}
 		for _, ps := range pools {
-			p := &passthrough.Pool{Name: ps.Name, PF: ps.PF, Devices: ps.Devices, SysfsRoot: sysfsRoot}
+			p := &passthrough.Pool{Name: ps.Name, PF: ps.PF, Devices: ps.Devices, SysfsRoot: sysfsRoot, Exists: exists}
 			var pst passthrough.PoolStatus
 			if st != nil {
 				pst, err = p.Status(st, inUse)
@@ -106,7 +110,8 @@ func Collect(st *store.Store, nd *netdev.Manager, networks []string, pools []Poo
 				pst, err = poolWithoutStore(p, inUse)
 			}
 			if err != nil {
-				pst = passthrough.PoolStatus{Name: ps.Name, Busy: []string{err.Error()}}
+				pst = passthrough.NewPoolStatus(ps.Name)
+				pst.Error = err.Error()
 			}
 			s.Pools = append(s.Pools, pst)
 		}
@@ -116,16 +121,19 @@ func Collect(st *store.Store, nd *netdev.Manager, networks []string, pools []Poo
 
 // poolWithoutStore sizes a pool when no guest was ever prepared here.
 func poolWithoutStore(p *passthrough.Pool, inUse func(string) bool) (passthrough.PoolStatus, error) {
-	s := passthrough.PoolStatus{Name: p.Name, Holders: map[string]store.Holder{}}
+	s := passthrough.NewPoolStatus(p.Name)
 	members, err := p.Members()
 	if err != nil {
 		return s, err
 	}
 	s.Size = len(members)
 	for _, m := range members {
-		if m.Missing || inUse(m.Netdev) {
+		switch {
+		case m.Missing:
+			s.Missing = append(s.Missing, m.Key())
+		case inUse(m.Netdev):
 			s.Busy = append(s.Busy, m.Key())
-		} else {
+		default:
 			s.Free++
 		}
 	}

@@ -71,7 +71,7 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descs.vfSize, float64(p.Size), p.Name)
 		gauge(descs.vfFree, float64(p.Free), p.Name)
 		gauge(descs.vfHeld, float64(len(p.Holders)), p.Name)
-		gauge(descs.vfBusy, float64(len(p.Busy)), p.Name)
+		gauge(descs.vfBusy, float64(len(p.Busy)+len(p.Missing)), p.Name)
 	}
 	for _, a := range s.AddrPools {
 		gauge(descs.addrSize, float64(a.Size), a.Network)

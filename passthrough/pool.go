@@ -26,6 +26,9 @@ type Pool struct {
 	Linker VFLinker
 	// Log receives logs under the name "passthrough"; nil discards them.
 	Log hclog.Logger
+	// Exists, when set, says whether a listed device outside sysfs (another
+	// network namespace) exists; one that does not is Missing, not busy.
+	Exists func(netdev string) bool
 }
 
 func (p *Pool) log() hclog.Logger {
@@ -75,7 +78,7 @@ func (p *Pool) Members() ([]Member, error) {
 			// mounted in, so a device of another network namespace is
 			// only known to netlink. The caller's inUse (netlink) tells
 			// whether it exists and is free.
-			out = append(out, Member{VF: VF{Index: -1, Netdev: n}})
+			out = append(out, Member{VF: VF{Index: -1, Netdev: n}, Missing: p.Exists != nil && !p.Exists(n)})
 			continue
 		}
 		out = append(out, Member{VF: vfs[0]})
@@ -264,15 +267,24 @@ type PoolStatus struct {
 	Size    int                     `json:"size"`
 	Free    int                     `json:"free"`
 	Holders map[string]store.Holder `json:"holders"`
-	// Busy: members in use by something else or missing, not held by virtap.
-	Busy []string `json:"busy,omitempty"`
+	// Busy: members in use by something else, not held by virtap.
+	Busy []string `json:"busy"`
+	// Missing: members that are not on this host (no such netdev or VF).
+	Missing []string `json:"missing"`
+	// Error says why the pool could not be read, if it could not.
+	Error string `json:"error,omitempty"`
 	// Stale: reserved keys that are no longer members of the pool.
-	Stale []string `json:"stale,omitempty"`
+	Stale []string `json:"stale"`
+}
+
+// NewPoolStatus is an empty status of pool name, its lists empty, not nil.
+func NewPoolStatus(name string) PoolStatus {
+	return PoolStatus{Name: name, Holders: map[string]store.Holder{}, Busy: []string{}, Missing: []string{}, Stale: []string{}}
 }
 
 // Status reports the pool's occupancy; inUse as for Reserve.
 func (p *Pool) Status(st *store.Store, inUse func(netdev string) bool) (PoolStatus, error) {
-	s := PoolStatus{Name: p.Name, Holders: map[string]store.Holder{}}
+	s := NewPoolStatus(p.Name)
 	members, err := p.Members()
 	if err != nil {
 		return s, err
@@ -291,7 +303,11 @@ func (p *Pool) Status(st *store.Store, inUse func(netdev string) bool) (PoolStat
 		if _, held := s.Holders[m.Key()]; held {
 			continue
 		}
-		if m.Missing || (inUse != nil && inUse(m.Netdev)) {
+		switch {
+		case m.Missing:
+			s.Missing = append(s.Missing, m.Key())
+			continue
+		case inUse != nil && inUse(m.Netdev):
 			s.Busy = append(s.Busy, m.Key())
 			continue
 		}
@@ -324,7 +340,27 @@ func (s PoolStatus) Headroom(need int) error {
 	if len(s.Busy) > 0 {
 		msg += "; in use outside virtap: " + strings.Join(s.Busy, ", ")
 	}
+	if len(s.Missing) > 0 {
+		msg += "; missing: " + strings.Join(s.Missing, ", ")
+	}
 	return errors.New(msg)
+}
+
+// LinkExists takes one snapshot of the link names in h's namespace (nil:
+// the calling thread's) and says whether a netdev is among them.
+func LinkExists(h *netlink.Handle) (func(netdev string) bool, error) {
+	if h == nil {
+		h = &netlink.Handle{}
+	}
+	links, err := h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	names := map[string]bool{}
+	for _, l := range links {
+		names[l.Attrs().Name] = true
+	}
+	return func(netdev string) bool { return names[netdev] }, nil
 }
 
 // LinkUsage takes one snapshot of the links in h's namespace (nil: the

@@ -53,6 +53,7 @@ func defineCmd(g *globals) *cobra.Command {
 		},
 	}
 	check.register(cmd)
+	completeHosts(g, cmd)
 	cmd.Flags().StringVar(&host, "host", "", "provision for this host's policy section (default: this machine's name)")
 	return cmd
 }

@@ -21,7 +21,8 @@ import (
 
 func doctorCmd(g *globals) *cobra.Command {
 	var (
-		asJSON, noProbe bool
+		of              outputFlags
+		noProbe, strict bool
 		host, hooksDir  string
 		domainsDir      string
 		probeTimeout    time.Duration
@@ -40,6 +41,10 @@ Exit 1 when a check fails; warnings alone exit 0.`,
 		Example: "  virtap doctor\n  virtap doctor --json --no-probe",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := of.resolve(cmd)
+			if err != nil {
+				return err
+			}
 			env := doctor.Env{
 				Log: g.log, Net: netdev.New(g.log, nil), HooksDir: hooksDir,
 				LibvirtVersion: libvirtVersion,
@@ -58,6 +63,11 @@ Exit 1 when a check fails; warnings alone exit 0.`,
 				env.StateDir = g.state(nil)
 				rep = doctor.PolicyFailure(env, g.policyPath, h, err)
 			} else {
+				w := &warnings{strict: strict}
+				w.checkHost(p, host)
+				if err := w.flush(); err != nil {
+					return err
+				}
 				h, _ := p.ResolveHost(host)
 				env.StateDir = g.state(p)
 				if cl, err := g.openFleet(p, h, 2*time.Second); err != nil {
@@ -72,8 +82,11 @@ Exit 1 when a check fails; warnings alone exit 0.`,
 			}
 			if rep != nil {
 				out := cmd.OutOrStdout()
-				if asJSON {
-					err = rep.WriteJSON(out)
+				if format != formatTable {
+					err = writeData(out, format, struct {
+						SchemaVersion int `json:"schema_version"`
+						*doctor.Report
+					}{SchemaVersion, rep})
 				} else {
 					err = rep.WriteTable(out, out == os.Stdout && colourTerminal())
 				}
@@ -91,7 +104,9 @@ Exit 1 when a check fails; warnings alone exit 0.`,
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	of.register(cmd)
+	completeHosts(g, cmd)
+	f.BoolVar(&strict, "strict", false, "fail (exit 1) when --host names a host the policy has no section for")
 	f.BoolVar(&noProbe, "no-probe", false, "do not probe the switch behind VEPA parents for reflective relay (hairpin)")
 	f.StringVar(&host, "host", "", "this host's name in the policy (default: the machine's name)")
 	f.StringVar(&hooksDir, "hooks-dir", hooks.DefaultHooksDir, "libvirt's hooks directory")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -20,7 +19,8 @@ import (
 )
 
 func gcCmd(g *globals) *cobra.Command {
-	var dryRun, noLibvirt, asJSON bool
+	var dryRun, noLibvirt bool
+	var of outputFlags
 	var uri string
 	cmd := &cobra.Command{
 		Use:   "gc",
@@ -37,6 +37,10 @@ state database is moved aside and rebuilt from the device tags.`,
 		Example: "  virtap gc --dry-run\n  virtap gc --no-libvirt   # at boot, before libvirtd starts: nothing runs",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := of.resolve(cmd)
+			if err != nil {
+				return err
+			}
 			pol, err := g.stateDirPolicy()
 			if err != nil {
 				return err
@@ -65,10 +69,8 @@ state database is moved aside and rebuilt from the device tags.`,
 				acts, gcErr = rebuildState(g, run, gcErr)
 			}
 			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(map[string]any{"dry_run": dryRun, "actions": acts}); err != nil {
+			if format != formatTable {
+				if err := writeData(out, format, map[string]any{"schema_version": SchemaVersion, "dry_run": dryRun, "actions": acts}); err != nil {
 					return err
 				}
 				return gcErr
@@ -94,7 +96,7 @@ state database is moved aside and rebuilt from the device tags.`,
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be removed; remove nothing")
 	cmd.Flags().BoolVar(&noLibvirt, "no-libvirt", false, "do not ask libvirt: remove only what a previous boot left (at boot, before libvirtd starts)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	of.register(cmd)
 	connectFlag(cmd, &uri)
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/virtap/virtap/hooks"
 	"github.com/virtap/virtap/internal/virt"
+	"github.com/virtap/virtap/provision/policy"
 )
 
 func hookCmd(g *globals) *cobra.Command {
@@ -62,16 +63,18 @@ libvirtd reads its hooks only when it starts: restart it afterwards.`,
 				}
 				binary = filepath.Join(filepath.Dir(exe), "virtap-hook")
 			}
+			// libvirtd runs hooks from /: relative paths would point elsewhere.
 			pol, err := filepath.Abs(g.policyPath)
 			if err != nil {
 				return err
 			}
-			state := g.stateDir
-			if state == "" {
-				state = DefaultStateDir
-				if p, err := g.loadPolicy(); err == nil {
-					state = g.state(p)
-				}
+			p, err := policy.Load(pol)
+			if err != nil {
+				return fmt.Errorf("%w\nnot installed: the hook would fail every guest start with this policy; fix it (virtap policy check %s) or give --policy", err, pol)
+			}
+			state := g.state(p)
+			if state, err = filepath.Abs(state); err != nil {
+				return err
 			}
 			path, err := hooks.Install(hooks.InstallOptions{HooksDir: dir, Binary: binary,
 				HookConfig: hooks.HookConfig{Policy: pol, StateDir: state, LogLevel: "info", LogTarget: "auto", Host: host}})
@@ -85,6 +88,7 @@ libvirtd reads its hooks only when it starts: restart it afterwards.`,
 	install.Flags().StringVar(&dir, "hooks-dir", hooks.DefaultHooksDir, "libvirt's hooks directory")
 	install.Flags().StringVar(&binary, "hook-binary", "", "the virtap-hook binary (default: beside this virtap)")
 	install.Flags().StringVar(&host, "host", "", "this host's name in the policy (default: the machine's name)")
+	completeHosts(g, install)
 	uninstall := &cobra.Command{
 		Use:   "uninstall",
 		Short: "Remove DIR/qemu.d/virtap (only if it is virtap's hook)",

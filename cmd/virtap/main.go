@@ -104,6 +104,7 @@ described in virtap-policy.toml(5).`,
 		gcCmd(g),
 		doctorCmd(g),
 		metricsCmd(g),
+		versionCmd(g),
 		genDocsCmd(),
 	)
 	return root

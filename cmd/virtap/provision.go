@@ -86,6 +86,7 @@ Provisioning virtap's own output again changes nothing.`,
 	cmd.Flags().BoolVar(&f.diff, "diff", false, "print a unified diff of what would change and change nothing; exit 1 when something would change (like diff(1))")
 	cmd.Flags().StringVar(&f.cloudInit, "cloud-init", "", "also lease the guest's addresses in --state-dir (required with it) and write a cloud-init NoCloud seed (meta-data, network-config) to this directory")
 	f.check.register(cmd)
+	completeHosts(g, cmd)
 	return cmd
 }
 

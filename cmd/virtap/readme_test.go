@@ -98,3 +98,18 @@ func TestReadmeFleetExample(t *testing.T) {
 		t.Fatalf("the README's command printed something else than expected-node2.xml")
 	}
 }
+
+// The README's "did you mean" warning is what provision prints.
+func TestReadmeUnknownNetworkWarning(t *testing.T) {
+	m := regexp.MustCompile("(?s)`(guest\\.xml: domain XML line 8: .*?did you mean 'lan'\\?)`").FindStringSubmatch(readme(t))
+	if m == nil {
+		t.Fatal("README lost its unknown-network warning")
+	}
+	want := strings.Join(strings.Fields(m[1]), " ")
+	pol, guest := checkFiles(t, "lan", "lna")
+	want = strings.NewReplacer("guest.xml", guest, "/etc/virtap/policy.toml", pol, `"node1"`, `"node2"`).Replace(want)
+	_, _, errOut := capture(t, "--policy", pol, "provision", "--host", "node2", "--connect", "test:///default", guest)
+	if !strings.Contains(errOut, want) {
+		t.Fatalf("README says\n%s\nprovision printed\n%s", want, errOut)
+	}
+}

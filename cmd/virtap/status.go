@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +30,10 @@ type guestView struct {
 }
 
 type statusView struct {
-	Guests []guestView `json:"guests"`
+	SchemaVersion int         `json:"schema_version"`
+	Policy        string      `json:"policy"`
+	PolicyError   string      `json:"policy_error,omitempty"` // the policy does not load: networks and pools unknown
+	Guests        []guestView `json:"guests"`
 	*host.Status
 	Libvirt string `json:"libvirt,omitempty"` // why guests are missing, if they are
 	// Unfiltered lists untrusted interfaces of running guests that have no
@@ -41,16 +43,25 @@ type statusView struct {
 }
 
 func statusCmd(g *globals) *cobra.Command {
-	var asJSON bool
+	var of outputFlags
 	var uri string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show guests, their interfaces, virtap's host devices, leases and reservations",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pol, err := g.stateDirPolicy()
+			format, err := of.resolve(cmd)
 			if err != nil {
 				return err
+			}
+			v := statusView{SchemaVersion: SchemaVersion, Policy: g.policyPath}
+			pol, err := g.loadPolicy()
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				v.Policy = ""
+			case err != nil:
+				// Report it, and show what can be shown without it.
+				v.PolicyError = err.Error()
 			}
 			var nets []string
 			var pools []host.PoolSpec
@@ -67,64 +78,77 @@ func statusCmd(g *globals) *cobra.Command {
 					}
 				}
 			}
-			// Read the state and let go of its lock before asking libvirt:
-			// a guest being destroyed holds libvirt while its release hook
-			// waits for this lock, so holding both would stall the destroy.
-			st, err := store.Open(g.state(pol), store.Options{ReadOnly: true, Logger: g.log})
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := g.collectStatus(&v, pol, nets, pools, uri); err != nil {
 				return err
 			}
-			s, err := host.Collect(st, netdev.New(g.log, nil), nets, pools, "/sys")
-			if st != nil {
-				st.Close()
-			}
-			if err != nil {
-				return err
-			}
-			v := statusView{Status: s}
-			if pol != nil && pol.Fleet != nil {
-				v.Fleet = g.fleetStatus(pol)
-			}
-			if c, err := virt.ConnectReadOnly(uri); err != nil {
-				v.Libvirt = err.Error()
+			if format != formatTable {
+				if err := writeData(cmd.OutOrStdout(), format, v); err != nil {
+					return err
+				}
 			} else {
-				doms, err := c.Domains()
-				c.Close()
-				if err != nil {
-					v.Libvirt = err.Error()
-				}
-				var live []*host.Guest
-				for _, d := range doms {
-					if g, err := liveGuest(d.XML, pol); d.Running && err == nil && g != nil {
-						live = append(live, g)
-					}
-					rec, _, err := domain.ParseRecord([]byte(d.XML))
-					if err != nil || rec == nil {
-						continue
-					}
-					state := "shut off"
-					if d.Running {
-						state = "running"
-					}
-					v.Guests = append(v.Guests, guestView{Name: d.Name, UUID: d.UUID.String(), State: state, Interfaces: rec.Interfaces})
-				}
-				if v.Unfiltered, err = host.MissingFilters(nft.New(g.log), live); err != nil {
-					v.Libvirt = strings.TrimSpace(v.Libvirt + " " + err.Error())
-				}
+				printStatus(cmd, &v, pol)
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(v)
+			if v.PolicyError != "" {
+				return fmt.Errorf("policy does not load; networks and pools are unknown:\n%s", v.PolicyError)
 			}
-			printStatus(cmd, &v, pol)
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	of.register(cmd)
 	connectFlag(cmd, &uri)
 	return cmd
+}
+
+// collectStatus fills v from the state, the host, the fleet and libvirt
+// (read-only).
+func (g *globals) collectStatus(v *statusView, pol *policy.Policy, nets []string, pools []host.PoolSpec, uri string) error {
+	// Read the state and let go of its lock before asking libvirt:
+	// a guest being destroyed holds libvirt while its release hook
+	// waits for this lock, so holding both would stall the destroy.
+	st, err := store.Open(g.state(pol), store.Options{ReadOnly: true, Logger: g.log})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	s, err := host.Collect(st, netdev.New(g.log, nil), nets, pools, "/sys")
+	if st != nil {
+		st.Close()
+	}
+	if err != nil {
+		return err
+	}
+	v.Status = s
+	if pol != nil && pol.Fleet != nil {
+		v.Fleet = g.fleetStatus(pol)
+	}
+	c, err := virt.ConnectReadOnly(uri)
+	if err != nil {
+		v.Libvirt = err.Error()
+		return nil
+	}
+	doms, err := c.Domains()
+	c.Close()
+	if err != nil {
+		v.Libvirt = err.Error()
+	}
+	var live []*host.Guest
+	for _, d := range doms {
+		if g, err := liveGuest(d.XML, pol); d.Running && err == nil && g != nil {
+			live = append(live, g)
+		}
+		rec, _, err := domain.ParseRecord([]byte(d.XML))
+		if err != nil || rec == nil {
+			continue
+		}
+		state := "shut off"
+		if d.Running {
+			state = "running"
+		}
+		v.Guests = append(v.Guests, guestView{Name: d.Name, UUID: d.UUID.String(), State: state, Interfaces: rec.Interfaces})
+	}
+	if v.Unfiltered, err = host.MissingFilters(nft.New(g.log), live); err != nil {
+		v.Libvirt = strings.TrimSpace(v.Libvirt + " " + err.Error())
+	}
+	return nil
 }
 
 func printStatus(cmd *cobra.Command, v *statusView, _ *policy.Policy) {
@@ -231,13 +255,19 @@ func printDevices(out io.Writer, v *statusView, names map[string]string) {
 }
 
 func printPools(out io.Writer, v *statusView) {
-	table(out, "POOL\tSIZE\tFREE\tHELD\tBUSY OUTSIDE VIRTAP", func(tw io.Writer) {
+	dash := func(ss []string) string {
+		if len(ss) == 0 {
+			return "-"
+		}
+		return strings.Join(ss, " ")
+	}
+	table(out, "POOL\tSIZE\tFREE\tHELD\tBUSY OUTSIDE VIRTAP\tMISSING", func(tw io.Writer) {
 		for _, p := range v.Pools {
-			busy := strings.Join(p.Busy, " ")
-			if busy == "" {
-				busy = "-"
+			if p.Error != "" {
+				fmt.Fprintf(tw, "%s\t?\t?\t?\t%s\t\n", p.Name, p.Error)
+				continue
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", p.Name, p.Size, p.Free, len(p.Holders), busy)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", p.Name, p.Size, p.Free, len(p.Holders), dash(p.Busy), dash(p.Missing))
 		}
 	})
 }
