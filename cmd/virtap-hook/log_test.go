@@ -28,7 +28,7 @@ func TestHookLogsToJournal(t *testing.T) {
 	defer j.Close()
 	run := func(xml string, args ...string) string {
 		cmd := exec.Command(bin, args...)
-		cmd.Env = []string{"VIRTAP_STATE_DIR=" + filepath.Join(t.TempDir(), "s"), "VIRTAP_JOURNAL_SOCKET=" + sock,
+		cmd.Env = []string{"VIRTAP_STATE_DIR=" + filepath.Join(t.TempDir(), "s"), "VIRTAP_POLICY=" + missingParentPolicy(t), "VIRTAP_JOURNAL_SOCKET=" + sock,
 			"VIRTAP_SYSLOG_SOCKET=" + filepath.Join(t.TempDir(), "no-syslog")}
 		cmd.Stdin = strings.NewReader(xml)
 		var e bytes.Buffer

@@ -22,7 +22,7 @@ func TestHookBinary(t *testing.T) {
 	}
 	run := func(stdin string, args ...string) (int, string, string) {
 		cmd := exec.Command(bin, args...)
-		cmd.Env = []string{"VIRTAP_STATE_DIR=" + filepath.Join(t.TempDir(), "s")} // libvirt's bare environment
+		cmd.Env = []string{"VIRTAP_STATE_DIR=" + filepath.Join(t.TempDir(), "s"), "VIRTAP_POLICY=" + missingParentPolicy(t)} // libvirt's bare environment
 		cmd.Stdin = strings.NewReader(stdin)
 		var o, e bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &o, &e
@@ -57,4 +57,17 @@ func TestHookBinary(t *testing.T) {
 	if code, out, _ := run("", "--version"); code != 0 || !strings.Contains(out, "virtap-hook") {
 		t.Fatalf("--version: %d %q", code, out)
 	}
+}
+
+// missingParentPolicy writes a policy whose network "lan" sits on a parent
+// this host lacks: the hook takes every value from the current policy, so
+// the refusal the tests look for must come from the policy, not the record.
+func missingParentPolicy(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "policy.toml")
+	pol := "[networks.lan]\nkind = \"macvtap\"\nparent = \"nosuchnic0\"\nmode = \"bridge\"\n"
+	if err := os.WriteFile(p, []byte(pol), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
