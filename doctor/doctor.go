@@ -28,6 +28,7 @@ import (
 	"github.com/virtap/virtap/hooks"
 	"github.com/virtap/virtap/internal/fleet"
 	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision/policy"
 	"github.com/virtap/virtap/vepa"
@@ -173,8 +174,8 @@ type Env struct {
 	Fleet func() ([]fleet.EndpointStatus, bool)
 }
 
-func (e *Env) devRoot() string   { return or(e.DevRoot, "/dev") }
-func (e *Env) sysfsRoot() string { return or(e.SysfsRoot, "/sys") }
+func (e *Env) devRoot() string   { return paths.Roots{Dev: e.DevRoot}.DevRoot() }
+func (e *Env) sysfsRoot() string { return paths.Roots{Sys: e.SysfsRoot}.SysRoot() }
 func (e *Env) hooksDir() string  { return or(e.HooksDir, hooks.DefaultHooksDir) }
 
 func or(s, def string) string {

@@ -69,14 +69,7 @@ type Handler interface {
 	Handle(c *Call) error
 }
 
-// HandlerFunc adapts a function to Handler.
-type HandlerFunc func(c *Call) error
-
-// Handle calls f.
-func (f HandlerFunc) Handle(c *Call) error { return f(c) }
-
 var (
-	_ Handler = HandlerFunc(nil)
 	_ Handler = prepare{}
 	_ Handler = release{}
 	_ Handler = rewrite{}

@@ -15,6 +15,7 @@ import (
 	"github.com/google/renameio/v2"
 
 	"github.com/virtap/virtap/internal/fsutil"
+	"github.com/virtap/virtap/internal/paths"
 )
 
 // BinaryMarker is a string every virtap-hook binary carries, so that
@@ -22,7 +23,7 @@ import (
 const BinaryMarker = "virtap-hook-binary/qemu.d/v1"
 
 // DefaultHooksDir is libvirt's hooks directory.
-const DefaultHooksDir = "/etc/libvirt/hooks"
+const DefaultHooksDir = paths.HooksDir
 
 // ConfigName is the hook's settings file in the hooks directory. libvirt
 // runs only DIR/qemu and the files in DIR/qemu.d/, so it ignores this file.

@@ -92,18 +92,3 @@ func (r *Realiser) releasePools(u string) error {
 	}
 	return errors.Join(errs...)
 }
-
-// DiscoverVFs lists the net devices of a PF's virtual functions.
-func DiscoverVFs(root, pf string) ([]string, error) {
-	vfs, err := passthrough.Discover(root, pf)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, v := range vfs {
-		if v.Netdev != "" {
-			out = append(out, v.Netdev)
-		}
-	}
-	return out, nil
-}

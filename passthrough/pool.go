@@ -3,8 +3,6 @@ package passthrough
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -396,14 +394,4 @@ func LinkUsage(h *netlink.Handle) (func(netdev string) bool, error) {
 		return a.MasterIndex != 0 || hasChild[a.Index] ||
 			a.OperState == netlink.OperLowerLayerDown || a.OperState == netlink.OperNotPresent
 	}, nil
-}
-
-// SysfsNetExists reports whether <root>/class/net/<name> exists; a small
-// helper for doctor checks.
-func SysfsNetExists(root, name string) bool {
-	if ifname.Validate(name) != nil {
-		return false
-	}
-	_, err := os.Stat(filepath.Join(root, "class", "net", name))
-	return err == nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/virtap/virtap/hooks"
 	"github.com/virtap/virtap/internal/logsink"
+	"github.com/virtap/virtap/internal/paths"
 )
 
 var version = "dev"
@@ -94,8 +95,8 @@ func config() hooks.Config {
 	}
 	return hooks.Config{
 		Log:        logsink.New("virtap", level, sink),
-		PolicyPath: pick("VIRTAP_POLICY", hc.Policy, "/etc/virtap/policy.toml"),
-		StateDir:   pick("VIRTAP_STATE_DIR", hc.StateDir, "/var/lib/virtap"),
+		PolicyPath: pick("VIRTAP_POLICY", hc.Policy, paths.Policy),
+		StateDir:   pick("VIRTAP_STATE_DIR", hc.StateDir, paths.StateDir),
 		Host:       pick("VIRTAP_HOST", hc.Host, ""),
 	}
 }

@@ -12,14 +12,15 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/virt"
 	"github.com/virtap/virtap/provision/policy"
 )
 
 // Defaults of the global flags.
 const (
-	DefaultPolicy   = "/etc/virtap/policy.toml"
-	DefaultStateDir = "/var/lib/virtap"
+	DefaultPolicy   = paths.Policy
+	DefaultStateDir = paths.StateDir
 )
 
 // version is set by the linker (-X main.version=...).

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/metrics"
 )
@@ -41,7 +42,7 @@ libvirt and changes nothing.`,
 			if st != nil {
 				defer st.Close()
 			}
-			snap, err := metrics.Gather(metrics.Source{Policy: pol, Host: host, Store: st, Net: netdev.New(g.log, nil), SysfsRoot: "/sys", Version: version})
+			snap, err := metrics.Gather(metrics.Source{Policy: pol, Host: host, Store: st, Net: netdev.New(g.log, nil), SysfsRoot: paths.Sys, Version: version})
 			if err != nil {
 				return err
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/virtap/virtap/host"
 	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nft"
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/internal/virt"
 	"github.com/virtap/virtap/provision/domain"
@@ -109,7 +110,7 @@ func (g *globals) collectStatus(v *statusView, pol *policy.Policy, nets []string
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	s, err := host.Collect(st, netdev.New(g.log, nil), nets, pools, "/sys")
+	s, err := host.Collect(st, netdev.New(g.log, nil), nets, pools, paths.Sys)
 	if st != nil {
 		st.Close()
 	}

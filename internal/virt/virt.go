@@ -189,35 +189,6 @@ func domainOf(d *libvirt.Domain) (Domain, error) {
 	return Domain{Name: name, UUID: u, Running: active, XML: xml}, nil
 }
 
-// Running returns the UUIDs of the running domains.
-func (c *Conn) Running() (map[uuid.UUID]string, error) {
-	ds, err := c.c.ListAllDomains(libvirt.CONNECT_LIST_DOMAINS_ACTIVE)
-	if err != nil {
-		return nil, err
-	}
-	out := map[uuid.UUID]string{}
-	for i := range ds {
-		id, err := ds[i].GetUUIDString()
-		name, _ := ds[i].GetName()
-		ds[i].Free()
-		if err != nil {
-			return nil, err
-		}
-		u, err := uuid.Parse(id)
-		if err != nil {
-			return nil, err
-		}
-		out[u] = name
-	}
-	return out, nil
-}
-
-// Version is libvirtd's version as major*1e6 + minor*1e3 + micro.
-func (c *Conn) Version() (uint32, error) {
-	v, err := c.c.GetLibVersion()
-	return v, err
-}
-
 // EnsureNetwork defines, starts and autostarts a libvirt network from xml
 // unless one of that name exists (then it is only started if inactive).
 func (c *Conn) EnsureNetwork(name, xml string) (created bool, err error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/google/uuid"
 	"github.com/virtap/virtap/internal/ipam"
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/suggest"
 )
 
@@ -25,7 +26,7 @@ func Parse(file string, data []byte) (*Policy, error) {
 	}
 	ps := &parser{file: file, loc: loc, raw: &raw}
 	ps.unknownKeys(md.Undecoded())
-	p := &Policy{File: file, StateDir: "/var/lib/virtap", base: raw.Networks, hosts: map[string]map[string]*rawNetwork{}, guests: map[string]*Guest{}, loc: loc}
+	p := &Policy{File: file, StateDir: paths.StateDir, base: raw.Networks, hosts: map[string]map[string]*rawNetwork{}, guests: map[string]*Guest{}, loc: loc}
 	ps.guests(p)
 	ps.top(p)
 	ps.fleet(p)
