@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -32,6 +34,42 @@ type Virtap struct {
 	HooksDir string // where InstallHooks installed the hook; "" if it did not
 
 	madeDirs []string // hook directories InstallHooks created
+
+	pubMu     sync.Mutex
+	published map[string]string // PublishPolicy: key -> policy text
+}
+
+// PublishPolicy makes the installed hook's policy file hold text under key
+// (one topology's networks, hosts and guests) beside every other key's. The
+// hook takes every security-relevant value from the current policy, as on
+// a real host, so the policy it reads must know every network that a
+// running test uses; tests prefix their names, so the union is one valid
+// policy. The file is replaced atomically: a hook never reads half of it.
+func (v *Virtap) PublishPolicy(key, text string) error {
+	v.pubMu.Lock()
+	defer v.pubMu.Unlock()
+	if v.Policy == "" {
+		return nil
+	}
+	if v.published == nil {
+		v.published = map[string]string{}
+	}
+	v.published[key] = text
+	keys := make([]string, 0, len(v.published))
+	for k := range v.published {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("# virtap tests: the installed hook's policy, the union of every running test's\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "\n# ---- %s\n%s\n", k, v.published[k])
+	}
+	tmp := v.Policy + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, v.Policy)
 }
 
 // BuildVirtap builds bin/virtap and bin/virtap-hook (CGO_ENABLED=0) from

@@ -69,6 +69,14 @@ func (w *VirtapWiring) AddPolicy(topo *Topology, toml string) {
 	w.extra[topo.Prefix] += "\n" + toml + "\n"
 }
 
+// publish hands the topology's policy to the installed hook's policy.
+func (w *VirtapWiring) publish(t testing.TB, topo *Topology) {
+	t.Helper()
+	if err := w.V.PublishPolicy(topo.Prefix, w.PolicyText(topo)); err != nil {
+		t.Fatalf("publish the policy of %s to the hook: %v", topo.Prefix, err)
+	}
+}
+
 // PolicyText is the topology's policy as TOML.
 func (w *VirtapWiring) PolicyText(topo *Topology) string {
 	w.mu.Lock()
@@ -101,6 +109,7 @@ func (w *VirtapWiring) PolicyFile(t testing.TB, topo *Topology) string {
 func (w *VirtapWiring) Prepare(t testing.TB, topo *Topology, g *Guest) {
 	t.Helper()
 	pol := w.PolicyFile(t, topo)
+	w.publish(t, topo)
 	out, err := w.V.Provision(pol, "", g.XML)
 	if err != nil {
 		t.Fatalf("provision %s: %v\npolicy:\n%s", g.Name, err, w.PolicyText(topo))
