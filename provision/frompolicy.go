@@ -50,6 +50,9 @@ func FromPolicy(d *domain.Doc, pol *policy.Policy, host string) (*domain.Record,
 			return nil, fail("network %q (kind %q) has no device of virtap's, yet the record names %q; provision the domain again", ir.Network, nw.Kind, ir.Device)
 		}
 		guestAddresses(p, pol, d)
+		// A fleet lease is a fact about this domain, not a policy value: it
+		// stays, and the hook checks it against the current pool (host/fleet.go).
+		p.Leased = ir.Leased
 		out.Interfaces = append(out.Interfaces, record(p, d))
 	}
 	return out, nil

@@ -79,3 +79,26 @@ func TestGuestOverridePinnedByUUID(t *testing.T) {
 		t.Fatalf("bad uuid: %v", err)
 	}
 }
+
+// A fleet lease recorded at define time survives the rebuild: it is the
+// domain's, not a policy value (the hook checks it against the pool).
+func TestFromPolicyKeepsTheFleetLease(t *testing.T) {
+	pol, err := policy.Parse("p.toml", []byte("[networks.edge]\nkind = \"ipvtap\"\nparent = \"up0\"\nmode = \"l3\"\naddresses = \"198.51.100.0/24\"\nrange = \"198.51.100.20-198.51.100.29\"\nparent_mac = \"02:00:00:00:00:01\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := []byte("<domain><name>g</name><uuid>6f1c4e36-2d6b-4e59-9d0a-000000000002</uuid><devices><interface type='network'><source network='edge'/></interface></devices></domain>")
+	res, err := Provision(raw, Options{Policy: pol, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := bytes.Replace(res.XML, []byte(`network="edge"`), []byte(`network="edge" leased="198.51.100.21"`), 1)
+	d, err := domain.Parse(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := FromPolicy(d, pol, "h")
+	if err != nil || rec.Interfaces[0].Leased != "198.51.100.21" {
+		t.Fatalf("the recorded fleet lease was lost: %+v %v", rec, err)
+	}
+}
