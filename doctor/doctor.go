@@ -169,6 +169,9 @@ type Env struct {
 	ProbeTimeout time.Duration
 	// Prober replaces vepa.Probe (nil: vepa.Probe through Net's handle).
 	Prober func(ctx context.Context, parent string) (vepa.ProbeResult, error)
+	// ModulesDir is /lib/modules/<release> (from uname if empty): the
+	// 802.1Q check reads modules.builtin and the module files there.
+	ModulesDir string
 	// Fleet asks the fleet's etcd members for their status ([fleet] in the
 	// policy); nil skips the check.
 	Fleet func() ([]fleet.EndpointStatus, bool)
@@ -338,6 +341,7 @@ func (r *run) networkChecks(ctx context.Context, nets []*policy.Network) error {
 			r.poolCheck(n)
 		}
 		r.vhostCheck(n)
+		r.vlanCheck(n)
 	}
 	return nil
 }

@@ -89,6 +89,7 @@ func (r *run) lowerChecks(ctx context.Context, l *lower) error {
 	}
 
 	if l.kind == policy.KindMacvtap || l.kind == policy.KindIpvtap {
+		r.bondCheck(l, res)
 		r.promiscCheck(l, res)
 		r.budgetCheck(l, res)
 	}

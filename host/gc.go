@@ -9,12 +9,13 @@ import (
 
 	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nft"
+	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision/policy"
 )
 
 // GCAction is one thing gc removed (or would remove, in a dry run).
 type GCAction struct {
-	What   string `json:"what"`   // device | record | filter | reservation | lease | shim | probe
+	What   string `json:"what"`   // device | record | filter | reservation | lease | shim | vlan | probe
 	Name   string `json:"name"`   // device name, or domain UUID for records
 	Domain string `json:"domain"` // the owner, when known
 	Reason string `json:"reason"`
@@ -41,6 +42,9 @@ func (r *Realiser) GC(running func(uuid.UUID) bool, defined func(uuid.UUID) bool
 	g.releaseGone()
 	g.leases()
 	if err := g.shims(); err != nil {
+		return g.acts, err
+	}
+	if err := g.vlans(); err != nil {
 		return g.acts, err
 	}
 	g.probes()
@@ -211,7 +215,7 @@ func (g *gcRun) shims() error {
 			continue
 		}
 		for _, ifc := range d.Interfaces {
-			if ifc.Kind == policy.KindMacvtap {
+			if ifc.Kind == policy.KindMacvtap || ifc.Kind == policy.KindIpvtap {
 				used[ShimName(ifc.Network, ifc.Parent)] = true
 			}
 		}
@@ -225,6 +229,34 @@ func (g *gcRun) shims() error {
 			continue
 		}
 		g.act(GCAction{What: "shim", Name: dv.Name, Reason: fmt.Sprintf("no recorded guest uses network %q", dv.Tag.ID)})
+		if !g.dryRun {
+			if err := g.r.Net.Delete(dv.Name); err != nil {
+				g.errs = append(g.errs, err)
+			}
+		}
+	}
+	return nil
+}
+
+// vlans: virtap's VLAN devices that no remaining record uses (a crash
+// between a release's record deletion and the device's).
+func (g *gcRun) vlans() error {
+	used, err := g.r.vlanUsers(func(d store.Domain) bool {
+		u, _ := uuid.Parse(d.UUID)
+		return g.dryRun && g.gone[u]
+	})
+	if err != nil {
+		return err
+	}
+	devs, err := g.r.Net.List()
+	if err != nil {
+		return err
+	}
+	for _, dv := range devs {
+		if dv.Tag.Purpose() != netdev.VLANPurpose || used[dv.Name] > 0 {
+			continue
+		}
+		g.act(GCAction{What: "vlan", Name: dv.Name, Reason: "no recorded guest uses it"})
 		if !g.dryRun {
 			if err := g.r.Net.Delete(dv.Name); err != nil {
 				g.errs = append(g.errs, err)

@@ -51,10 +51,16 @@ func (r *Realiser) Prepare(g *Guest) (err error) {
 		}
 		if isPlain {
 			plain = append(plain, store.Iface{MAC: ir.MAC, Network: ir.Network, Kind: ir.Kind, Mode: ir.Mode,
-				Parent: ir.Parent, State: store.StateReady})
+				Parent: lowerOf(ir), State: store.StateReady, Extra: vlanExtra(ir)})
 		}
 	}
-	return r.Store.PutIfaces(g.UUID.String(), g.Name, plain)
+	if err := r.Store.PutIfaces(g.UUID.String(), g.Name, plain); err != nil {
+		return err
+	}
+	if aerr := r.Announce(g); aerr != nil {
+		log.Warn("address announcement failed; neighbours learn the move when their entries expire", "error", aerr)
+	}
+	return nil
 }
 
 // prepareIface does one interface's host-side work. plain says that it
@@ -71,6 +77,9 @@ func (r *Realiser) prepareIface(g *Guest, ir domain.IfaceRecord, undo *revert) (
 		if err := r.checkParent(ir.Parent); err != nil {
 			return false, fail(err, "network %q: %v", ir.Network, err)
 		}
+		if err := r.ensureVLAN(g, ir, undo); err != nil {
+			return false, fail(err, "network %q vlan: %v", ir.Network, err)
+		}
 		if ir.HostAccess != "" {
 			if err := r.ensureShim(ir, undo); err != nil {
 				return false, fail(err, "network %q host_access: %v", ir.Network, err)
@@ -86,11 +95,23 @@ func (r *Realiser) prepareIface(g *Guest, ir domain.IfaceRecord, undo *revert) (
 		if err := r.checkParent(ir.Parent); err != nil {
 			return false, fail(err, "network %q: %v", ir.Network, err)
 		}
-		if err := r.makeDevice(g, ir, ir.Parent, undo); err != nil {
+		if err := r.ensureVLAN(g, ir, undo); err != nil {
+			return false, fail(err, "network %q vlan: %v", ir.Network, err)
+		}
+		if err := r.makeDevice(g, ir, lowerOf(ir), undo); err != nil {
 			return false, fail(err, "network %q: %v", ir.Network, err)
 		}
 		if err := r.prepareAddresses(g, ir, undo); err != nil {
 			return false, fail(err, "network %q addresses: %v", ir.Network, err)
+		}
+		// The filter went on with the device, before the lease: again with it.
+		if err := r.applyFilter(g, ir, ir.Device, nil); err != nil {
+			return false, fail(err, "network %q: anti-spoofing filter on %s: %v", ir.Network, ir.Device, err)
+		}
+		if ir.HostAccess != "" {
+			if err := r.ensureShim(ir, undo); err != nil {
+				return false, fail(err, "network %q host_access: %v", ir.Network, err)
+			}
 		}
 		return false, nil
 	case policy.KindPassthrough:
@@ -201,7 +222,7 @@ func (r *Realiser) makeDevice(g *Guest, ir domain.IfaceRecord, lower string, und
 		return fmt.Errorf("%w: %s exists and is not this guest's (tag %q); remove it by hand if it is a leftover (ip link del %s)",
 			netdev.ErrNotOurs, ir.Device, d.Tag.String(), ir.Device)
 	}
-	if err := r.record(g, ir, store.Iface{Device: ir.Device, Parent: lower, Pool: poolName(ir)}, undo); err != nil {
+	if err := r.record(g, ir, store.Iface{Device: ir.Device, Parent: lower, Pool: poolName(ir), Extra: vlanExtra(ir)}, undo); err != nil {
 		return err
 	}
 	if existed && !d.Ours() {

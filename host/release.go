@@ -42,7 +42,11 @@ func (r *Realiser) release(u uuid.UUID, name string, sweep bool, rec *domain.Rec
 		errs = append(errs, err)
 	}
 	shimNets := map[string]string{} // network -> parent
+	vlans := map[string]bool{}
 	for _, ifc := range dom.Interfaces {
+		if n := ifc.Extra[vlanKey]; n != "" {
+			vlans[n] = true
+		}
 		if ifc.Device != "" {
 			// A record that is not ready is a write-ahead claim made at
 			// prepare: only then may an untagged device of virtap's name be
@@ -61,7 +65,7 @@ func (r *Realiser) release(u uuid.UUID, name string, sweep bool, rec *domain.Rec
 				log.Warn("device is not virtap's; left alone", "device", ifc.Device)
 			}
 		}
-		if ifc.Kind == policy.KindMacvtap && (rec == nil || hostAccess(rec, ifc.Network)) {
+		if (ifc.Kind == policy.KindMacvtap || ifc.Kind == policy.KindIpvtap) && (rec == nil || hostAccess(rec, ifc.Network)) {
 			shimNets[ifc.Network] = ifc.Parent
 		}
 	}
@@ -93,6 +97,9 @@ func (r *Realiser) release(u uuid.UUID, name string, sweep bool, rec *domain.Rec
 		if err := r.dropShimIfUnused(nw, parent); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := r.dropVLANsIfUnused(vlans); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
 		log.Debug("released")

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"libvirt.org/go/libvirtxml"
 
+	"github.com/virtap/virtap/internal/ifname"
 	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/suggest"
 	"github.com/virtap/virtap/provision/domain"
@@ -447,7 +448,13 @@ func render(orig *libvirtxml.DomainInterface, p Plan, d *domain.Doc) *libvirtxml
 	}
 	switch p.Backend {
 	case "direct":
-		def.Source = &libvirtxml.DomainInterfaceSource{Direct: &libvirtxml.DomainInterfaceSourceDirect{Dev: nw.Parent, Mode: nw.Mode}}
+		dev := nw.Parent
+		if nw.VLAN > 0 && nw.Mode != "passthrough" {
+			// The hook makes PARENT.N (8021q) at prepare; libvirt's macvtap
+			// sits on it. Only a VF carries the tag itself (<vlan>).
+			dev = ifname.VLAN(nw.Parent, nw.VLAN)
+		}
+		def.Source = &libvirtxml.DomainInterfaceSource{Direct: &libvirtxml.DomainInterfaceSourceDirect{Dev: dev, Mode: nw.Mode}}
 		if def.Target != nil && def.Target.Managed == "no" {
 			def.Target = nil
 		}
@@ -457,7 +464,9 @@ func render(orig *libvirtxml.DomainInterface, p Plan, d *domain.Doc) *libvirtxml
 		if nw.VirtualPort != nil {
 			def.VirtualPort = virtualPort(nw.VirtualPort, d.Seed(), p.MAC)
 		}
-		vlan()
+		if nw.Mode == "passthrough" {
+			vlan()
+		}
 	case "bridge":
 		def.Source = &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: nw.Bridge}}
 		if def.Target != nil && def.Target.Managed == "no" {

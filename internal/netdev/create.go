@@ -20,9 +20,9 @@ func (m *Manager) checkExisting(s Spec, d Device) (Device, error) {
 		}
 		return Device{}, fmt.Errorf("%w: %s exists without virtap's tag; remove it by hand if it is a leftover (ip link del %s)", ErrNotOurs, s.Name, s.Name)
 	}
-	if d.Kind != s.Kind || d.Parent != s.Parent || d.Mode != s.Mode {
-		return Device{}, fmt.Errorf("%w: %s is %s on %s mode %s, want %s on %s mode %s",
-			ErrMismatch, s.Name, d.Kind, d.Parent, d.Mode, s.Kind, s.Parent, s.Mode)
+	if d.Kind != s.Kind || d.Parent != s.Parent || d.Mode != s.Mode || d.VLANID != s.VLANID {
+		return Device{}, fmt.Errorf("%w: %s is %s on %s mode %q vlan %d, want %s on %s mode %q vlan %d",
+			ErrMismatch, s.Name, d.Kind, d.Parent, d.Mode, d.VLANID, s.Kind, s.Parent, s.Mode, s.VLANID)
 	}
 	if s.Up && !d.Up {
 		l, err := m.h.LinkByIndex(d.Index)
@@ -58,6 +58,8 @@ func (m *Manager) buildLink(s Spec, parent netlink.Link) netlink.Link {
 		return &netlink.Macvtap{Macvlan: netlink.Macvlan{LinkAttrs: la, Mode: macvlanModes[s.Mode]}}
 	case KindMacvlan:
 		return &netlink.Macvlan{LinkAttrs: la, Mode: macvlanModes[s.Mode]}
+	case KindVLAN:
+		return &netlink.Vlan{LinkAttrs: la, VlanId: s.VLANID, VlanProtocol: netlink.VLAN_PROTOCOL_8021Q}
 	case KindIPvtap:
 		return &netlink.IPVtap{IPVlan: netlink.IPVlan{LinkAttrs: la, Mode: ipvlanModes[s.Mode], Flag: ipvlanFlags[s.Flag]}}
 	default:
@@ -149,7 +151,7 @@ func (m *Manager) Create(s Spec) (dev Device, err error) {
 		return Device{}, fmt.Errorf("read back %s: %w", s.Name, err)
 	}
 	dev = m.device(created, nil)
-	if dev.Tag != s.Tag || dev.Mode != s.Mode || (s.Flag != "" && dev.Flag != s.Flag) {
+	if dev.Tag != s.Tag || dev.Mode != s.Mode || dev.VLANID != s.VLANID || (s.Flag != "" && dev.Flag != s.Flag) {
 		err = fmt.Errorf("%s: kernel reports tag %q mode %q flag %q, asked for %q %q %q",
 			s.Name, dev.Tag, dev.Mode, dev.Flag, s.Tag, s.Mode, s.Flag)
 		return Device{}, err

@@ -56,6 +56,8 @@ const (
 	KindMacvlan = "macvlan"
 	KindIPvtap  = "ipvtap"
 	KindIPvlan  = "ipvlan"
+	// KindVLAN is an 802.1Q VLAN device (module 8021q) on a parent.
+	KindVLAN = "vlan"
 )
 
 // Device is a link as read back from the kernel.
@@ -66,6 +68,7 @@ type Device struct {
 	Parent string // lower device name, "" if none or not in this namespace
 	Mode   string // in the spelling of Spec.Mode ("passthrough", not "passthru")
 	Flag   string // ipvlan/ipvtap only
+	VLANID int    // vlan only
 	MAC    net.HardwareAddr
 	MTU    int
 	Tag    Tag // zero if not virtap's
@@ -204,6 +207,8 @@ func (m *Manager) device(l netlink.Link, names map[int]string) Device {
 		d.TapPath = tapPath(a.Index)
 	case *netlink.IPVlan:
 		d.Mode, d.Flag = ipvlanModeName(v.Mode), ipvlanFlagName(v.Flag)
+	case *netlink.Vlan:
+		d.VLANID = v.VlanId
 	}
 	return d
 }

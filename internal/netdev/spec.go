@@ -11,13 +11,14 @@ import (
 // Spec describes a device to create.
 type Spec struct {
 	Name   string // at most 15 characters
-	Kind   string // "macvtap" | "macvlan" | "ipvtap" | "ipvlan"
+	Kind   string // "macvtap" | "macvlan" | "ipvtap" | "ipvlan" | "vlan"
 	Parent string // lower device
 	// Mode: macvtap/macvlan "bridge"|"vepa"|"private"|"passthrough";
 	// ipvtap/ipvlan "l2"|"l3"|"l3s". Required: no kernel default is used.
 	Mode string
 	// Flag: ipvtap/ipvlan only, "bridge" (default)|"private"|"vepa".
 	Flag   string
+	VLANID int              // vlan only: the 802.1Q VLAN ID, 1 to 4094
 	MAC    net.HardwareAddr // optional; macvtap/macvlan only
 	MTU    int              // 0: inherit
 	TxQLen int              // 0: kernel default
@@ -61,8 +62,18 @@ func (s Spec) Validate() error {
 		if s.MAC != nil {
 			return fmt.Errorf("%w: %s shares its parent's MAC; MAC must be empty", ErrInvalidSpec, s.Kind)
 		}
+	case KindVLAN:
+		if s.Mode != "" || s.Flag != "" || s.MAC != nil {
+			return fmt.Errorf("%w: a vlan device takes no mode, flag or MAC", ErrInvalidSpec)
+		}
+		if s.VLANID < 1 || s.VLANID > 4094 {
+			return fmt.Errorf("%w: vlan id %d: want 1 to 4094", ErrInvalidSpec, s.VLANID)
+		}
 	default:
-		return fmt.Errorf("%w: kind %q: want macvtap, macvlan, ipvtap or ipvlan", ErrInvalidSpec, s.Kind)
+		return fmt.Errorf("%w: kind %q: want macvtap, macvlan, ipvtap, ipvlan or vlan", ErrInvalidSpec, s.Kind)
+	}
+	if s.Kind != KindVLAN && s.VLANID != 0 {
+		return fmt.Errorf("%w: vlan id is for kind vlan only", ErrInvalidSpec)
 	}
 	if s.MTU < 0 || s.TxQLen < 0 || s.Index < 0 {
 		return fmt.Errorf("%w: negative MTU, txqlen or index", ErrInvalidSpec)

@@ -40,6 +40,10 @@ const (
 	ProbePurpose = "probe"
 	// ShimPurpose tags a network's host-access shim: "virtap:shim:<network>".
 	ShimPurpose = "shim"
+	// VLANPurpose tags an 802.1Q device virtap made for a network's vlan:
+	// "virtap:vlan:<parent>.<id>". Guests share it; the state store's
+	// interface records are its reference count.
+	VLANPurpose = "vlan"
 )
 
 // PurposeTag is the tag of a non-guest device (purpose: "probe", "shim", ...).

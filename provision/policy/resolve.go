@@ -198,13 +198,16 @@ func (v *validator) vlan(r *rawNetwork, n *Network) {
 		return
 	}
 	n.VLAN = *r.VLAN
-	switch {
-	case n.Kind == KindPassthrough, n.Kind == KindMacvtap && n.Mode == "passthrough":
+	switch n.Kind {
+	case KindPassthrough, KindMacvtap, KindIpvtap:
+		// A VF (kind passthrough, or macvtap mode passthrough) carries the
+		// tag itself; other macvtap and ipvtap networks sit on an 802.1Q
+		// device PARENT.N that the hook makes and shares.
 		if n.VLAN < 1 || n.VLAN > 4094 {
 			v.fail([]string{"vlan"}, "must be from 1 to 4094, not %d", n.VLAN)
 		}
 	default:
-		v.fail([]string{"vlan"}, "kind %q mode %q cannot carry a VLAN tag (only an SR-IOV VF can: kind \"passthrough\", or macvtap mode \"passthrough\" on a VF); use a VLAN device as parent instead", n.Kind, n.Mode)
+		v.fail([]string{"vlan"}, "kind %q cannot carry a VLAN tag (kinds macvtap, ipvtap and passthrough can); for a bridge, make the bridge's port a VLAN device", n.Kind)
 	}
 }
 
@@ -221,8 +224,11 @@ func (v *validator) guestAccess(r *rawNetwork, n *Network) {
 		if pfx, err := netip.ParsePrefix(n.HostAccess); err != nil || pfx.Addr() == pfx.Masked().Addr() && pfx.Bits() < pfx.Addr().BitLen() {
 			v.fail([]string{"host_access"}, "%q must be the host's address on the guests' subnet in CIDR form, e.g. \"192.0.2.1/24\"", n.HostAccess)
 		}
-		if n.Mode == "private" || n.Mode == "passthrough" {
+		if n.Kind == KindMacvtap && (n.Mode == "private" || n.Mode == "passthrough") {
 			v.fail([]string{"host_access"}, "needs mode \"bridge\" or \"vepa\" (a %s macvtap never talks to a sibling such as the host shim)", n.Mode)
+		}
+		if n.Kind == KindIpvtap && n.Flag == "private" {
+			v.fail([]string{"host_access"}, "needs flag \"bridge\" or \"vepa\" (ipvlan's private flag keeps guests from the host shim, a sibling on the same parent)")
 		}
 	}
 }

@@ -24,7 +24,7 @@ import (
 // netlink families a netlink.Handle opens (xfrm_user, nfnetlink), and
 // nf_tables for the anti-spoofing filters (crc32c_generic: libcrc32c's
 // soft dependency, which modinfo's depends= does not name).
-var VMModules = []string{"veth", "bridge", "8021q", "tun", "tap", "ipvlan", "ipvtap", "macvlan", "macvtap", "vhost", "vhost_net", "xfrm_user", "nfnetlink", "crc32c_generic", "nf_tables"}
+var VMModules = []string{"veth", "bridge", "8021q", "bonding", "tun", "tap", "ipvlan", "ipvtap", "macvlan", "macvtap", "vhost", "vhost_net", "xfrm_user", "nfnetlink", "crc32c_generic", "nf_tables"}
 
 // VMFile is one extra file for a test host VM's initramfs.
 type VMFile struct {
@@ -123,7 +123,7 @@ func ensureVMModules(cache, pkg string, want []string) (string, error) {
 }
 
 // vmModuleTrees are the module folders kept from the kernel package.
-var vmModuleTrees = []string{"/kernel/drivers/net/", "/kernel/drivers/vhost/", "/kernel/net/802/", "/kernel/net/8021q/", "/kernel/net/bridge/", "/kernel/net/llc/", "/kernel/net/xfrm/", "/kernel/net/netfilter/", "/kernel/lib/", "/kernel/crypto/"}
+var vmModuleTrees = []string{"/kernel/drivers/net/", "/kernel/drivers/vhost/", "/kernel/net/802/", "/kernel/net/8021q/", "/kernel/net/tls/", "/kernel/net/bridge/", "/kernel/net/llc/", "/kernel/net/xfrm/", "/kernel/net/netfilter/", "/kernel/lib/", "/kernel/crypto/"}
 
 func extractModuleTrees(deb, mdir string) error {
 	return walkDeb(deb, func(name string, r io.Reader) error {
@@ -136,8 +136,8 @@ func extractModuleTrees(deb, mdir string) error {
 				keep = true // directly in the folder, not in a sub-folder
 			}
 		}
-		// drivers/net/ipvlan/ is one level deeper.
-		if strings.Contains(name, "/kernel/drivers/net/ipvlan/") {
+		// drivers/net/ipvlan/ and drivers/net/bonding/ are one level deeper.
+		if strings.Contains(name, "/kernel/drivers/net/ipvlan/") || strings.Contains(name, "/kernel/drivers/net/bonding/") {
 			keep = true
 		}
 		mod, comp, ok := moduleFile(name)
