@@ -297,6 +297,11 @@ func (verify) Handle(c *Call) error {
 		if err := r.Started(c.Guest); err != nil {
 			c.log.Error("anti-spoofing filter not applied; the guest runs unfiltered", "error", err)
 		}
+		// Again now that the guest runs (after an incoming migration, the
+		// first moment its addresses are really here).
+		if err := r.Announce(c.Guest); err != nil {
+			c.log.Warn("address announcement failed", "error", err)
+		}
 		return nil
 	}
 	// At start libvirt has created its macvtaps and QEMU does not run yet:

@@ -121,13 +121,20 @@ func (r *Realiser) removeFilters(u uuid.UUID) error { return r.filters().Remove(
 // missing, malformed, not a macvtap/ipvtap, carries another MAC or is
 // tagged for another guest is an error: no filter is put on the wrong
 // device.
-func (r *Realiser) Started(g *Guest) error { return r.startFilters(g, true) }
+//
+// Both also let multicast reach libvirt's macvtaps (allowMulticast: IPv6
+// neighbour discovery without a trusted RX filter).
+func (r *Realiser) Started(g *Guest) error {
+	return errors.Join(r.startFilters(g, true), r.allowMulticast(g))
+}
 
 // Starting is Started for libvirt's "start" operation (QEMU not yet
 // running): an interface whose live device has no name yet is skipped
 // (Started catches it), every other failure is an error that stops the
 // guest's start.
-func (r *Realiser) Starting(g *Guest) error { return r.startFilters(g, false) }
+func (r *Realiser) Starting(g *Guest) error {
+	return errors.Join(r.startFilters(g, false), r.allowMulticast(g))
+}
 
 func (r *Realiser) startFilters(g *Guest, strict bool) error {
 	if g.Doc == nil || g.Doc.Record == nil {
