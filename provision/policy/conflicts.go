@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/virtap/virtap/internal/ifname"
 )
 
 // parentConflicts finds networks that one host cannot run side by side on
@@ -12,11 +14,19 @@ import (
 //     devices, never both (the kernel answers EBUSY);
 //   - ipvtap networks of different modes: ipvlan's mode belongs to the
 //     parent, so creating an l3 ipvtap switches the parent's l2 ones to l3.
+//
+// Networks with a vlan sit on PARENT.N: they conflict only with networks
+// on the same VLAN device.
 func (p *Policy) parentConflicts(host string, nets []*Network) Errors {
 	byParent := map[string][]*Network{}
 	for _, n := range nets {
 		if (n.Kind == KindMacvtap || n.Kind == KindIpvtap) && n.Parent != "" {
-			byParent[n.Parent] = append(byParent[n.Parent], n)
+			// A network with a vlan sits on PARENT.N, its own lower device.
+			lower := n.Parent
+			if n.VLAN > 0 && (n.Kind == KindIpvtap || n.Mode != "passthrough") {
+				lower = ifname.VLAN(n.Parent, n.VLAN)
+			}
+			byParent[lower] = append(byParent[lower], n)
 		}
 	}
 	parents := make([]string, 0, len(byParent))

@@ -100,6 +100,7 @@ func TestErrorsNameFileLineKeyAndFix(t *testing.T) {
 		{"mistyped guest network", "[networks.edge]\nkind = \"ipvtap\"\nparent = \"e\"\nparent_mac = \"52:54:00:00:00:01\"\naddresses = \"192.0.2.0/24\"\nrange = \"192.0.2.10-192.0.2.20\"\n[guests.web1]\naddresses = { egde = \"192.0.2.5\" }\n", `guests.web1.addresses.egde: fixed addresses need a macvtap or ipvtap network "egde" in [networks], and the policy has none of that name; did you mean 'edge'?`},
 		{"macvtap and ipvtap on one parent", "[networks.lan]\nkind = \"macvtap\"\nparent = \"eth0\"\n[networks.edge]\nkind = \"ipvtap\"\nparent = \"eth0\"\nparent_mac = \"52:54:00:00:00:01\"\n", `p.toml:6: networks.edge.parent: macvtap network "lan" and ipvtap network "edge" share parent eth0, and a NIC carries macvtap or ipvtap devices, never both`},
 		{"ipvtap modes on one parent", "[networks.a]\nkind = \"ipvtap\"\nparent = \"eth1\"\nmode = \"l2\"\n[networks.b]\nkind = \"ipvtap\"\nparent = \"eth1\"\nmode = \"l3\"\n", `p.toml:8: networks.b.mode: ipvtap networks "a" (mode l2) and "b" (mode l3) share parent eth1, and ipvlan's mode belongs to the parent`},
+		{"ipvtap modes on one vlan", "[networks.a]\nkind = \"ipvtap\"\nparent = \"eth1\"\nvlan = 10\n[networks.b]\nkind = \"ipvtap\"\nparent = \"eth1\"\nvlan = 10\nmode = \"l3\"\n", `networks.b.mode: ipvtap networks "a" (mode l2) and "b" (mode l3) share parent eth1.10`},
 		{"one parent on one host only", "[networks.lan]\nkind = \"macvtap\"\nparent = \"eth0\"\n[networks.edge]\nkind = \"ipvtap\"\nparent = \"eth1\"\n[hosts.n2.networks.edge]\nparent = \"eth0\"\n", `p.toml:8: hosts.n2.networks.edge.parent: macvtap network "lan" and ipvtap network "edge" share parent eth0`},
 		{"mistyped guest key", "[guests.web1]\ntrusted = \"untrusted\"\n", `p.toml:2: guests.web1.trusted: unknown key; did you mean "trust"?`},
 		{"wrong type", "[networks.a]\nkind = \"macvtap\"\nparent = \"eth0\"\nmtu = \"big\"\n", `p.toml:4: networks.a.mtu: has the wrong type: expected integer, found string`},
@@ -226,4 +227,15 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParentsByVLAN: networks on different VLANs of one NIC sit on
+// different devices (PARENT.N), so kinds and modes may differ.
+func TestParentsByVLAN(t *testing.T) {
+	text := "[networks.lan]\nkind = \"macvtap\"\nparent = \"eth0\"\n" +
+		"[networks.a]\nkind = \"ipvtap\"\nparent = \"eth0\"\nparent_mac = \"52:54:00:00:00:01\"\nvlan = 10\n" +
+		"[networks.b]\nkind = \"ipvtap\"\nparent = \"eth0\"\nparent_mac = \"52:54:00:00:00:01\"\nvlan = 20\nmode = \"l3\"\n"
+	if _, err := Parse("p.toml", []byte(text)); err != nil {
+		t.Fatal(err)
+	}
 }
