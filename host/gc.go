@@ -15,7 +15,7 @@ import (
 
 // GCAction is one thing gc removed (or would remove, in a dry run).
 type GCAction struct {
-	What   string `json:"what"`   // device | record | filter | reservation | lease | shim | vlan | probe
+	What   string `json:"what"`   // device | record | filter | reservation | lease | shim | onlink | vlan | probe
 	Name   string `json:"name"`   // device name, or domain UUID for records
 	Domain string `json:"domain"` // the owner, when known
 	Reason string `json:"reason"`
@@ -42,6 +42,9 @@ func (r *Realiser) GC(running func(uuid.UUID) bool, defined func(uuid.UUID) bool
 	g.releaseGone()
 	g.leases()
 	if err := g.shims(); err != nil {
+		return g.acts, err
+	}
+	if err := g.onLink(); err != nil {
 		return g.acts, err
 	}
 	if err := g.vlans(); err != nil {
@@ -238,10 +241,39 @@ func (g *gcRun) shims() error {
 	return nil
 }
 
+// onLink: on-link responders (and their filters on the lower) that no
+// remaining record uses.
+func (g *gcRun) onLink() error {
+	used, err := g.r.extraUsers(onLinkKey, func(d store.Domain) bool {
+		u, _ := uuid.Parse(d.UUID)
+		return g.dryRun && g.gone[u]
+	})
+	if err != nil {
+		return err
+	}
+	devs, err := g.r.Net.List()
+	if err != nil {
+		return err
+	}
+	for _, dv := range devs {
+		lower := dv.Tag.ID
+		if a, _ := OnLinkNames(lower); dv.Tag.Purpose() != onLinkPurpose || dv.Name != a || used[lower] > 0 {
+			continue
+		}
+		g.act(GCAction{What: "onlink", Name: dv.Name, Reason: fmt.Sprintf("no recorded guest on %s answers on-link", lower)})
+		if !g.dryRun {
+			if err := g.r.dropResponder(lower); err != nil {
+				g.errs = append(g.errs, err)
+			}
+		}
+	}
+	return nil
+}
+
 // vlans: virtap's VLAN devices that no remaining record uses (a crash
 // between a release's record deletion and the device's).
 func (g *gcRun) vlans() error {
-	used, err := g.r.vlanUsers(func(d store.Domain) bool {
+	used, err := g.r.extraUsers(vlanKey, func(d store.Domain) bool {
 		u, _ := uuid.Parse(d.UUID)
 		return g.dryRun && g.gone[u]
 	})

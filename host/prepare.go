@@ -51,7 +51,7 @@ func (r *Realiser) Prepare(g *Guest) (err error) {
 		}
 		if isPlain {
 			plain = append(plain, store.Iface{MAC: ir.MAC, Network: ir.Network, Kind: ir.Kind, Mode: ir.Mode,
-				Parent: lowerOf(ir), State: store.StateReady, Extra: vlanExtra(ir)})
+				Parent: lowerOf(ir), State: store.StateReady, Extra: ifaceExtra(ir)})
 		}
 	}
 	if err := r.Store.PutIfaces(g.UUID.String(), g.Name, plain); err != nil {
@@ -107,6 +107,9 @@ func (r *Realiser) prepareIface(g *Guest, ir domain.IfaceRecord, undo *revert) (
 		// The filter went on with the device, before the lease: again with it.
 		if err := r.applyFilter(g, ir, ir.Device, nil); err != nil {
 			return false, fail(err, "network %q: anti-spoofing filter on %s: %v", ir.Network, ir.Device, err)
+		}
+		if err := r.prepareOnLink(g, ir, undo); err != nil {
+			return false, fail(err, "network %q on_link: %v", ir.Network, err)
 		}
 		if ir.HostAccess != "" {
 			if err := r.ensureShim(ir, undo); err != nil {
@@ -222,7 +225,7 @@ func (r *Realiser) makeDevice(g *Guest, ir domain.IfaceRecord, lower string, und
 		return fmt.Errorf("%w: %s exists and is not this guest's (tag %q); remove it by hand if it is a leftover (ip link del %s)",
 			netdev.ErrNotOurs, ir.Device, d.Tag.String(), ir.Device)
 	}
-	if err := r.record(g, ir, store.Iface{Device: ir.Device, Parent: lower, Pool: poolName(ir), Extra: vlanExtra(ir)}, undo); err != nil {
+	if err := r.record(g, ir, store.Iface{Device: ir.Device, Parent: lower, Pool: poolName(ir), Extra: ifaceExtra(ir)}, undo); err != nil {
 		return err
 	}
 	if existed && !d.Ours() {

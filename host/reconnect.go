@@ -44,7 +44,7 @@ func (r *Realiser) Reconnect(g *Guest) error {
 	var errs []error
 	for _, ir := range g.Doc.Record.Interfaces {
 		ifc := store.Iface{MAC: ir.MAC, Network: ir.Network, Kind: ir.Kind, Mode: ir.Mode, Parent: lowerOf(ir),
-			Device: ir.Device, Pool: poolName(ir), State: store.StateReady, Extra: vlanExtra(ir)}
+			Device: ir.Device, Pool: poolName(ir), State: store.StateReady, Extra: ifaceExtra(ir)}
 		if ir.Device != "" {
 			d, ok, owned, err := r.Net.FindFor(ir.Device, g.UUID)
 			if err != nil {

@@ -42,10 +42,17 @@ func (r *Realiser) release(u uuid.UUID, name string, sweep bool, rec *domain.Rec
 		errs = append(errs, err)
 	}
 	shimNets := map[string]string{} // network -> parent
-	vlans := map[string]bool{}
+	vlans, onLink := map[string]bool{}, map[string]bool{}
 	for _, ifc := range dom.Interfaces {
 		if n := ifc.Extra[vlanKey]; n != "" {
 			vlans[n] = true
+		}
+		if l := ifc.Extra[onLinkKey]; l != "" && ifc.Device != "" {
+			// While the device still holds the guest's addresses.
+			onLink[l] = true
+			if err := r.releaseOnLink(l, ifc.Device); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if ifc.Device != "" {
 			// A record that is not ready is a write-ahead claim made at
@@ -97,6 +104,9 @@ func (r *Realiser) release(u uuid.UUID, name string, sweep bool, rec *domain.Rec
 		if err := r.dropShimIfUnused(nw, parent); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := r.dropRespondersIfUnused(onLink); err != nil {
+		errs = append(errs, err)
 	}
 	if err := r.dropVLANsIfUnused(vlans); err != nil {
 		errs = append(errs, err)

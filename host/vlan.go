@@ -39,13 +39,24 @@ func lowerOf(ir domain.IfaceRecord) string {
 	return ir.Parent
 }
 
-// vlanExtra is the Extra of a store record that references the
-// interface's VLAN device (nil: none).
-func vlanExtra(ir domain.IfaceRecord) map[string]string {
-	if !usesVLANDevice(ir) {
-		return nil
+// ifaceExtra is the Extra of a store record: the shared devices the
+// interface uses (its VLAN device, its lower's on-link responder), each
+// a reference that keeps the device (nil: none).
+func ifaceExtra(ir domain.IfaceRecord) map[string]string {
+	var m map[string]string
+	set := func(k, v string) {
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[k] = v
 	}
-	return map[string]string{vlanKey: lowerOf(ir)}
+	if usesVLANDevice(ir) {
+		set(vlanKey, lowerOf(ir))
+	}
+	if usesOnLink(ir) {
+		set(onLinkKey, lowerOf(ir))
+	}
+	return m
 }
 
 // ensureVLAN makes (or adopts) the interface's VLAN device, after
@@ -55,7 +66,7 @@ func (r *Realiser) ensureVLAN(g *Guest, ir domain.IfaceRecord, undo *revert) err
 		return nil
 	}
 	name := lowerOf(ir)
-	if err := r.record(g, ir, store.Iface{Parent: name, Extra: vlanExtra(ir)}, undo); err != nil {
+	if err := r.record(g, ir, store.Iface{Parent: name, Extra: ifaceExtra(ir)}, undo); err != nil {
 		return err
 	}
 	d, existed, err := r.Net.Find(name)
@@ -81,8 +92,9 @@ func (r *Realiser) ensureVLAN(g *Guest, ir domain.IfaceRecord, undo *revert) err
 	return nil
 }
 
-// vlanUsers counts, per VLAN device name, the interface records that use it.
-func (r *Realiser) vlanUsers(skip func(store.Domain) bool) (map[string]int, error) {
+// extraUsers counts, per value of Extra[key] (a shared device), the
+// interface records that use it, leaving out the domains skip accepts.
+func (r *Realiser) extraUsers(key string, skip func(store.Domain) bool) (map[string]int, error) {
 	doms, err := r.Store.Domains()
 	if err != nil {
 		return nil, err
@@ -93,7 +105,7 @@ func (r *Realiser) vlanUsers(skip func(store.Domain) bool) (map[string]int, erro
 			continue
 		}
 		for _, ifc := range d.Interfaces {
-			if n := ifc.Extra[vlanKey]; n != "" {
+			if n := ifc.Extra[key]; n != "" {
 				used[n]++
 			}
 		}
@@ -107,7 +119,7 @@ func (r *Realiser) dropVLANsIfUnused(names map[string]bool) error {
 	if len(names) == 0 {
 		return nil
 	}
-	used, err := r.vlanUsers(nil)
+	used, err := r.extraUsers(vlanKey, nil)
 	if err != nil {
 		return err
 	}

@@ -547,7 +547,7 @@ func record(p *Plan, _ *domain.Doc) domain.IfaceRecord {
 	r := domain.IfaceRecord{
 		MAC: p.MAC, Network: nw.Name, Kind: nw.Kind, Mode: nw.Mode, Flag: nw.Flag, Parent: nw.Parent,
 		Bridge: nw.Bridge, Device: p.Device, PF: nw.PF, Devices: strings.Join(nw.Devices, " "), VLAN: nw.VLAN,
-		Trust: nw.Trust, HostAccess: nw.HostAccess, Vhost: nw.Vhost, MTU: p.MTU, Addresses: nw.Addresses, Range: nw.Range, Gateway: nw.Gateway,
+		Trust: nw.Trust, HostAccess: nw.HostAccess, OnLink: nw.OnLink, Vhost: nw.Vhost, MTU: p.MTU, Addresses: nw.Addresses, Range: nw.Range, Gateway: nw.Gateway,
 		Address: p.Address, Leased: p.Leased, Explicit: strings.Join(p.Explicit, " "),
 	}
 	if nw.Trust == policy.TrustUntrusted && (nw.Kind == policy.KindMacvtap || nw.Kind == policy.KindIpvtap) {

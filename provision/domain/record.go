@@ -34,7 +34,8 @@ type IfaceRecord struct {
 	MaxTxRate  int    `xml:"max_tx_rate,attr,omitempty"`
 	Trust      string `xml:"trust,attr,omitempty"`
 	HostAccess string `xml:"host_access,attr,omitempty"`
-	Vhost      string `xml:"vhost,attr,omitempty"` // on | off | auto as provisioned
+	OnLink     bool   `xml:"on_link,attr,omitempty"` // ipvtap l3: the host answers ARP for the guest's addresses
+	Vhost      string `xml:"vhost,attr,omitempty"`   // on | off | auto as provisioned
 	MTU        int    `xml:"mtu,attr,omitempty"`
 	Addresses  string `xml:"addresses,attr,omitempty"` // ipvtap: the pool, CIDR
 	Range      string `xml:"range,attr,omitempty"`     // ipvtap: FIRST-LAST of the pool to lease from

@@ -36,6 +36,7 @@ type rawNetwork struct {
 	Trust               *string      `toml:"trust"`
 	TrustGuestRxFilters *bool        `toml:"trust_guest_rx_filters" kinds:"macvtap"`
 	HostAccess          *string      `toml:"host_access" kinds:"macvtap,ipvtap"`
+	OnLink              *bool        `toml:"on_link" kinds:"ipvtap"`
 	VLAN                *int         `toml:"vlan"`
 	SpoofChk            *bool        `toml:"spoofchk" kinds:"passthrough"`
 	MaxTxRate           *int         `toml:"max_tx_rate" kinds:"passthrough"`

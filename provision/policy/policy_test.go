@@ -127,6 +127,8 @@ func TestErrorsNameFileLineKeyAndFix(t *testing.T) {
 		{"virtualport type", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\n[networks.a.virtualport]\ntype = \"ovs\"\n", `"ovs" is not a virtual port type; allowed: 802.1Qbg, 802.1Qbh`},
 		{"virtualport unknown key", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\n[networks.a.virtualport]\ntype = \"802.1Qbh\"\nprofileid = \"x\"\ncolour = 1\n", `p.toml:7: networks.a.virtualport.colour: unknown key; allowed in virtualport`},
 		{"host_access private", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\nmode = \"private\"\nhost_access = \"192.0.2.1/24\"\n", `host_access: needs mode "bridge" or "vepa"`},
+		{"on_link on l2", "[networks.a]\nkind = \"ipvtap\"\nparent = \"e\"\non_link = true\n", `p.toml:4: networks.a.on_link: is for mode "l3"`},
+		{"on_link on macvtap", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\non_link = true\n", `p.toml:4: networks.a.on_link: does not apply to kind "macvtap"`},
 		{"host_access ipvtap private", "[networks.a]\nkind = \"ipvtap\"\nparent = \"e\"\nflag = \"private\"\nhost_access = \"192.0.2.1/24\"\n", `p.toml:5: networks.a.host_access: needs flag "bridge" or "vepa"`},
 		{"host_access network address", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\nhost_access = \"192.0.2.0/24\"\n", `must be the host's address on the guests' subnet`},
 		{"untrusted rx filters", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\ntrust = \"untrusted\"\ntrust_guest_rx_filters = true\n", `trust_guest_rx_filters: cannot be true for an untrusted network`},

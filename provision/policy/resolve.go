@@ -219,6 +219,12 @@ func (v *validator) guestAccess(r *rawNetwork, n *Network) {
 			v.fail([]string{"trust_guest_rx_filters"}, "cannot be true for an untrusted network; set trust = \"trusted\" or remove it")
 		}
 	}
+	if r.OnLink != nil {
+		n.OnLink = *r.OnLink
+		if n.OnLink && n.Mode != "l3" {
+			v.fail([]string{"on_link"}, "is for mode \"l3\" (in %s the guests answer ARP themselves and are on-link already)", n.Mode)
+		}
+	}
 	if r.HostAccess != nil {
 		n.HostAccess = *r.HostAccess
 		if pfx, err := netip.ParsePrefix(n.HostAccess); err != nil || pfx.Addr() == pfx.Masked().Addr() && pfx.Bits() < pfx.Addr().BitLen() {

@@ -20,11 +20,13 @@ import (
 
 // VMModules are the kernel modules a test host VM loads: what this
 // machine's kernel lacks (ipvlan, ipvtap, 8021q, vhost_net) plus what the
-// in-VM tests build topologies with (veth, bridge, tun, tap), and the
-// netlink families a netlink.Handle opens (xfrm_user, nfnetlink), and
+// in-VM tests build topologies with (veth, bridge, bonding, tun, tap), and
+// the netlink families a netlink.Handle opens (xfrm_user, nfnetlink), and
 // nf_tables for the anti-spoofing filters (crc32c_generic: libcrc32c's
-// soft dependency, which modinfo's depends= does not name).
-var VMModules = []string{"veth", "bridge", "8021q", "bonding", "tun", "tap", "ipvlan", "ipvtap", "macvlan", "macvtap", "vhost", "vhost_net", "xfrm_user", "nfnetlink", "crc32c_generic", "nf_tables"}
+// soft dependency, which modinfo's depends= does not name), and tc's
+// ingress qdisc, u32 and mirred (l3 on-link reach). The VM has no
+// modprobe, so nothing loads on demand.
+var VMModules = []string{"veth", "bridge", "8021q", "bonding", "tun", "tap", "ipvlan", "ipvtap", "macvlan", "macvtap", "vhost", "vhost_net", "xfrm_user", "nfnetlink", "crc32c_generic", "nf_tables", "sch_ingress", "cls_u32", "act_mirred"}
 
 // VMFile is one extra file for a test host VM's initramfs.
 type VMFile struct {
@@ -123,7 +125,7 @@ func ensureVMModules(cache, pkg string, want []string) (string, error) {
 }
 
 // vmModuleTrees are the module folders kept from the kernel package.
-var vmModuleTrees = []string{"/kernel/drivers/net/", "/kernel/drivers/vhost/", "/kernel/net/802/", "/kernel/net/8021q/", "/kernel/net/tls/", "/kernel/net/bridge/", "/kernel/net/llc/", "/kernel/net/xfrm/", "/kernel/net/netfilter/", "/kernel/lib/", "/kernel/crypto/"}
+var vmModuleTrees = []string{"/kernel/drivers/net/", "/kernel/drivers/vhost/", "/kernel/net/802/", "/kernel/net/8021q/", "/kernel/net/tls/", "/kernel/net/bridge/", "/kernel/net/llc/", "/kernel/net/xfrm/", "/kernel/net/netfilter/", "/kernel/net/sched/", "/kernel/lib/", "/kernel/crypto/"}
 
 func extractModuleTrees(deb, mdir string) error {
 	return walkDeb(deb, func(name string, r io.Reader) error {
