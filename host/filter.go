@@ -125,7 +125,10 @@ func (r *Realiser) removeFilters(u uuid.UUID) error { return r.filters().Remove(
 // Both also let multicast reach libvirt's macvtaps (allowMulticast: IPv6
 // neighbour discovery without a trusted RX filter).
 func (r *Realiser) Started(g *Guest) error {
-	return errors.Join(r.startFilters(g, true), r.allowMulticast(g))
+	if err := r.allowMulticast(g); err != nil {
+		r.Log.Warn("multicast not opened on the guest's macvtap", "domain", g.Name, "error", err)
+	}
+	return r.startFilters(g, true)
 }
 
 // Starting is Started for libvirt's "start" operation (QEMU not yet
@@ -133,7 +136,11 @@ func (r *Realiser) Started(g *Guest) error {
 // (Started catches it), every other failure is an error that stops the
 // guest's start.
 func (r *Realiser) Starting(g *Guest) error {
-	return errors.Join(r.startFilters(g, false), r.allowMulticast(g))
+	if err := r.allowMulticast(g); err != nil {
+		// Only IPv6 neighbour discovery suffers: not a reason to stop the start.
+		r.Log.Warn("multicast not opened on the guest's macvtap", "domain", g.Name, "error", err)
+	}
+	return r.startFilters(g, false)
 }
 
 func (r *Realiser) startFilters(g *Guest, strict bool) error {
