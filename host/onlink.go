@@ -36,7 +36,10 @@ import (
 //   - on A's ingress, a filter that sends those replies out of the lower.
 //
 // The LAN then sends the guest's traffic to the lower's MAC, and ipvlan
-// delivers it by address as always. IPv4 only (no NDP yet).
+// delivers it by address as always. IPv6 works the same way: neighbour
+// solicitations for the address (ICMPv6 type 135 right after the IPv6
+// header) go to the pair, B has proxy_ndp, forwarding and no DAD, and its
+// advertisements (type 136) go out of the lower.
 //
 // Ownership: the pair is tagged "virtap:onlink:LOWER"; virtap's filters on
 // the lower sit at priority onLinkPref and redirect to that pair's side A,
@@ -48,9 +51,12 @@ import (
 const (
 	onLinkKey     = "on_link"
 	onLinkPurpose = "onlink"
-	onLinkPref    = 0xe21 // tc priority of virtap's steal filters on a lower
+	onLinkPref    = 0xe21 // tc priority of virtap's ARP steal filters on a lower
+	onLinkPref6   = 0xe22 // and of its IPv6 (neighbour discovery) ones
 	arpOpRequest  = 1
 	arpOpReply    = 2
+	ndSolicit     = 135
+	ndAdvert      = 136
 )
 
 // OnLinkNames are the responder pair's device names for a lower device.
@@ -84,9 +90,6 @@ func (r *Realiser) prepareOnLink(g *Guest, ir domain.IfaceRecord, undo *revert) 
 		return err
 	}
 	for _, addr := range addrs {
-		if !addr.Is4() {
-			continue
-		}
 		if err := r.answerFor(lower, ir.Device, a, b, addr); err != nil {
 			return err
 		}
@@ -130,6 +133,9 @@ func (r *Realiser) makeResponder(lower, an, bn string, tag netdev.Tag) error {
 	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: bn, PeerHardwareAddr: low.Attrs().HardwareAddr}); err != nil {
 		return fmt.Errorf("responder pair %s/%s: %w", an, bn, err)
 	}
+	if err := responderSysctls(bn); err != nil {
+		return err
+	}
 	for _, n := range []string{an, bn} {
 		l, err := h.LinkByName(n)
 		if err == nil {
@@ -142,41 +148,86 @@ func (r *Realiser) makeResponder(lower, an, bn string, tag netdev.Tag) error {
 			return fmt.Errorf("responder %s: %w", n, err)
 		}
 	}
-	for p, v := range map[string]string{
-		filepath.Join("/proc/sys/net/ipv4/conf", bn, "forwarding"):   "1", // proxy entries answer only on a forwarding device
-		filepath.Join("/proc/sys/net/ipv4/neigh", bn, "proxy_delay"): "0", // answer broadcast requests at once
-	} {
-		if err := os.WriteFile(p, []byte(v), 0); err != nil {
-			return fmt.Errorf("responder %s: %w", bn, err)
-		}
-	}
 	a, err := h.LinkByName(an)
 	if err != nil {
 		return err
 	}
-	return r.stealARP(a.Attrs().Index, low.Attrs().Index, arpOpReply, nil)
+	if err := r.steal(a.Attrs().Index, low.Attrs().Index, onLinkPref, unix.ETH_P_ARP, arpKeys(arpOpReply, netip.Addr{})); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join("/proc/sys/net/ipv6/conf", bn)); err != nil {
+		return nil // no IPv6 on this host
+	}
+	return r.steal(a.Attrs().Index, low.Attrs().Index, onLinkPref6, unix.ETH_P_IPV6, ndKeys(ndAdvert, netip.Addr{}))
 }
 
-// stealARP redirects ARP packets of op (and, if target is set, for that
-// target address) arriving on link to the egress of to.
-func (r *Realiser) stealARP(link, to int, op uint16, target net.IP) error {
+// responderSysctls: proxy entries answer only on a forwarding device;
+// proxy_delay 0 answers broadcast requests at once; no duplicate address
+// detection, so that B has a usable link-local source for its
+// advertisements right away. Set before B is up.
+func responderSysctls(bn string) error {
+	for _, sc := range []struct {
+		path, val string
+		v6        bool
+	}{
+		{"ipv4/conf/%s/forwarding", "1", false}, {"ipv4/neigh/%s/proxy_delay", "0", false},
+		{"ipv6/conf/%s/accept_dad", "0", true}, {"ipv6/conf/%s/forwarding", "1", true},
+		{"ipv6/conf/%s/proxy_ndp", "1", true}, {"ipv6/neigh/%s/proxy_delay", "0", true},
+	} {
+		p := filepath.Join("/proc/sys/net", fmt.Sprintf(sc.path, bn))
+		if err := os.WriteFile(p, []byte(sc.val), 0); err != nil {
+			if sc.v6 && errors.Is(err, os.ErrNotExist) {
+				continue // no IPv6 on this host: ARP only
+			}
+			return fmt.Errorf("responder %s: %w", bn, err)
+		}
+	}
+	return nil
+}
+
+// arpKeys match ARP packets of op (and, if target is valid, for it); the
+// offsets are from the ARP header.
+func arpKeys(op uint16, target netip.Addr) []netlink.TcU32Key {
+	keys := []netlink.TcU32Key{{Off: 4, Mask: 0xffff, Val: uint32(op)}} // hlen, plen, op: the op
+	if target.IsValid() {
+		b := target.As4()
+		keys = append(keys, netlink.TcU32Key{Off: 24, Mask: 0xffffffff, Val: binary.BigEndian.Uint32(b[:])})
+	}
+	return keys
+}
+
+// ndKeys match ICMPv6 messages of type typ right after the IPv6 header
+// (and, if target is valid, for that target address).
+func ndKeys(typ uint8, target netip.Addr) []netlink.TcU32Key {
+	keys := []netlink.TcU32Key{
+		{Off: 4, Mask: 0x0000ff00, Val: uint32(unix.IPPROTO_ICMPV6) << 8}, // next header
+		{Off: 40, Mask: 0xff000000, Val: uint32(typ) << 24},               // ICMPv6 type
+	}
+	if target.IsValid() {
+		b := target.As16()
+		for i := 0; i < 4; i++ {
+			keys = append(keys, netlink.TcU32Key{Off: int32(48 + 4*i), Mask: 0xffffffff, Val: binary.BigEndian.Uint32(b[4*i:])})
+		}
+	}
+	return keys
+}
+
+// steal redirects the packets of protocol proto arriving on link that
+// keys match to the egress of to, with a u32 filter at priority pref.
+func (r *Realiser) steal(link, to, pref int, proto uint16, keys []netlink.TcU32Key) error {
 	h := r.Net.Handle()
 	ingress := netlink.MakeHandle(0xffff, 0)
 	q := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: link, Handle: ingress, Parent: netlink.HANDLE_INGRESS}}
 	if err := h.QdiscAdd(q); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("ingress qdisc on index %d: %w", link, err)
 	}
-	keys := []netlink.TcU32Key{{Off: 4, Mask: 0xffff, Val: uint32(op)}} // hlen, plen, op: the op
-	if target != nil {
-		keys = append(keys, netlink.TcU32Key{Off: 24, Mask: 0xffffffff, Val: binary.BigEndian.Uint32(target.To4())})
-	}
 	f := &netlink.U32{
-		FilterAttrs: netlink.FilterAttrs{LinkIndex: link, Parent: ingress, Priority: onLinkPref, Protocol: unix.ETH_P_ARP},
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: link, Parent: ingress, Priority: uint16(pref), Protocol: proto},
 		Sel:         &netlink.TcU32Sel{Flags: netlink.TC_U32_TERMINAL, Nkeys: uint8(len(keys)), Keys: keys},
 		Actions:     []netlink.Action{netlink.NewMirredAction(to)},
 	}
 	if err := h.FilterAdd(f); err != nil {
-		return fmt.Errorf("arp filter on index %d: %w", link, err)
+		return fmt.Errorf("filter on index %d: %w", link, err)
 	}
 	return nil
 }
@@ -193,11 +244,12 @@ func (r *Realiser) answerFor(lower, device string, a, b netlink.Link, addr netip
 	if err != nil {
 		return fmt.Errorf("device %s: %w", device, err)
 	}
-	rt := &netlink.Route{LinkIndex: dev.Attrs().Index, Dst: &net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK}
+	bits := addr.BitLen()
+	rt := &netlink.Route{LinkIndex: dev.Attrs().Index, Dst: &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, Scope: netlink.SCOPE_LINK}
 	if err := h.RouteReplace(rt); err != nil {
 		return fmt.Errorf("route %s dev %s: %w", addr, device, err)
 	}
-	if err := h.NeighSet(&netlink.Neigh{LinkIndex: b.Attrs().Index, Family: netlink.FAMILY_V4, IP: ip, Flags: netlink.NTF_PROXY}); err != nil {
+	if err := h.NeighSet(&netlink.Neigh{LinkIndex: b.Attrs().Index, Family: family(addr), IP: ip, Flags: netlink.NTF_PROXY}); err != nil {
 		return fmt.Errorf("proxy entry %s on %s: %w", addr, b.Attrs().Name, err)
 	}
 	fs, low, err := r.ourFilters(lower, a.Attrs().Index)
@@ -209,7 +261,17 @@ func (r *Realiser) answerFor(lower, device string, a, b netlink.Link, addr netip
 			return nil
 		}
 	}
-	return r.stealARP(low, a.Attrs().Index, arpOpRequest, ip)
+	if addr.Is4() {
+		return r.steal(low, a.Attrs().Index, onLinkPref, unix.ETH_P_ARP, arpKeys(arpOpRequest, addr))
+	}
+	return r.steal(low, a.Attrs().Index, onLinkPref6, unix.ETH_P_IPV6, ndKeys(ndSolicit, addr))
+}
+
+func family(a netip.Addr) int {
+	if a.Is4() {
+		return netlink.FAMILY_V4
+	}
+	return netlink.FAMILY_V6
 }
 
 // ourFilters lists virtap's steal filters on lower (priority onLinkPref,
@@ -227,7 +289,7 @@ func (r *Realiser) ourFilters(lower string, a int) ([]*netlink.U32, int, error) 
 	var out []*netlink.U32
 	for _, f := range all {
 		u, ok := f.(*netlink.U32)
-		if !ok || u.Priority != onLinkPref {
+		if !ok || u.Priority != onLinkPref && u.Priority != onLinkPref6 {
 			continue
 		}
 		for _, act := range u.Actions {
@@ -240,17 +302,27 @@ func (r *Realiser) ourFilters(lower string, a int) ([]*netlink.U32, int, error) 
 	return out, low.Attrs().Index, nil
 }
 
-// filterTarget is the ARP target address a steal filter matches.
+// filterTarget is the target address (ARP, or neighbour solicitation) a
+// steal filter matches.
 func filterTarget(u *netlink.U32) netip.Addr {
 	if u.Sel == nil {
 		return netip.Addr{}
 	}
+	var b4 [4]byte
+	var b16 [16]byte
+	n6 := 0
 	for _, k := range u.Sel.Keys {
-		if k.Off == 24 && k.Mask == 0xffffffff {
-			var b [4]byte
-			binary.BigEndian.PutUint32(b[:], k.Val)
-			return netip.AddrFrom4(b)
+		switch {
+		case u.Priority == onLinkPref && k.Off == 24 && k.Mask == 0xffffffff:
+			binary.BigEndian.PutUint32(b4[:], k.Val)
+			return netip.AddrFrom4(b4)
+		case u.Priority == onLinkPref6 && k.Off >= 48 && k.Off < 64 && k.Mask == 0xffffffff:
+			binary.BigEndian.PutUint32(b16[k.Off-48:], k.Val)
+			n6++
 		}
+	}
+	if n6 == 4 {
+		return netip.AddrFrom16(b16)
 	}
 	return netip.Addr{}
 }
@@ -265,7 +337,7 @@ func (r *Realiser) stopAnswering(lower string, addr netip.Addr) error {
 	}
 	var errs []error
 	if b, err := h.LinkByName(bn); err == nil {
-		if err := h.NeighDel(&netlink.Neigh{LinkIndex: b.Attrs().Index, Family: netlink.FAMILY_V4, IP: addr.AsSlice(), Flags: netlink.NTF_PROXY}); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := h.NeighDel(&netlink.Neigh{LinkIndex: b.Attrs().Index, Family: family(addr), IP: addr.AsSlice(), Flags: netlink.NTF_PROXY}); err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, err)
 		}
 	}
@@ -291,9 +363,7 @@ func (r *Realiser) releaseOnLink(lower, device string) error {
 	}
 	var errs []error
 	for _, a := range addrs {
-		if a.Is4() {
-			errs = append(errs, r.stopAnswering(lower, a))
-		}
+		errs = append(errs, r.stopAnswering(lower, a))
 	}
 	return errors.Join(errs...)
 }

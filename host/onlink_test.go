@@ -47,7 +47,7 @@ func TestOnLinkFilters(t *testing.T) {
 	if b.Attrs().HardwareAddr.String() != up.Attrs().HardwareAddr.String() {
 		t.Errorf("responder B has MAC %s, want the lower's %s", b.Attrs().HardwareAddr, up.Attrs().HardwareAddr)
 	}
-	addrs := []netip.Addr{netip.MustParseAddr("198.51.100.20"), netip.MustParseAddr("198.51.100.21")}
+	addrs := []netip.Addr{netip.MustParseAddr("198.51.100.20"), netip.MustParseAddr("2001:db8:21::21")}
 	for i := 0; i < 2; i++ { // twice: idempotent
 		for _, ad := range addrs {
 			if err := r.answerFor("up0", "up0p", a, b, ad); err != nil {
@@ -60,7 +60,8 @@ func TestOnLinkFilters(t *testing.T) {
 		t.Fatalf("virtap's filters on up0: %v, %v; want one per address", ours, err)
 	}
 	pn, _ := hn.NL.NeighProxyList(b.Attrs().Index, netlink.FAMILY_V4)
-	if len(pn) != 2 {
+	pn6, _ := hn.NL.NeighProxyList(b.Attrs().Index, netlink.FAMILY_V6)
+	if pn = append(pn, pn6...); len(pn) != 2 {
 		t.Errorf("proxy entries on %s: %v, want 2", b.Attrs().Name, pn)
 	}
 	if err := r.stopAnswering("up0", addrs[0]); err != nil {

@@ -34,7 +34,7 @@ type IfaceRecord struct {
 	MaxTxRate  int    `xml:"max_tx_rate,attr,omitempty"`
 	Trust      string `xml:"trust,attr,omitempty"`
 	HostAccess string `xml:"host_access,attr,omitempty"`
-	OnLink     bool   `xml:"on_link,attr,omitempty"` // ipvtap l3: the host answers ARP for the guest's addresses
+	OnLink     bool   `xml:"on_link,attr,omitempty"` // ipvtap l3: the host answers ARP/NDP for the guest's addresses
 	Vhost      string `xml:"vhost,attr,omitempty"`   // on | off | auto as provisioned
 	MTU        int    `xml:"mtu,attr,omitempty"`
 	Addresses  string `xml:"addresses,attr,omitempty"` // ipvtap: the pool, CIDR

@@ -93,9 +93,9 @@ type Network struct {
 	Trust               string `json:"trust"`
 	TrustGuestRxFilters bool   `json:"trust_guest_rx_filters"`
 	HostAccess          string `json:"host_access,omitempty"`
-	// OnLink: an l3 ipvtap network's guests answer ARP on the parent
-	// through the host (see host/onlink.go), so the LAN reaches them
-	// on-link.
+	// OnLink: the host answers ARP and NDP on the parent for an l3
+	// ipvtap network's guests (see host/onlink.go), so the LAN reaches
+	// them on-link.
 	OnLink bool `json:"on_link,omitempty"`
 
 	VLAN      int  `json:"vlan,omitempty"`

@@ -5,12 +5,16 @@ package inside
 import (
 	"bytes"
 	"net"
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/virtap/virtap/host"
+	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nstest"
 )
 
@@ -79,5 +83,80 @@ func TestOnLink(t *testing.T) {
 				t.Errorf("filters left on up0: %v", fs)
 			}
 		})
+	}
+}
+
+// TestOnLink6: the same for an IPv6 guest: the on-link external host's
+// neighbour solicitation for the guest's address is answered with the
+// parent's MAC, and the guest gets its echo reply.
+func TestOnLink6(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		t.Run(map[bool]string{false: "off", true: "on"}[on], func(t *testing.T) { onLink6(t, on) })
+	}
+}
+
+func onLink6(t *testing.T, on bool) {
+	hn := nstest.New(t)
+	s := nstest.NewSwitched(t, hn, false)
+	ext := s.External.Link(t, s.ExtLink)
+	extIP6 := netip.MustParseAddr("2001:db8:21::2")
+	if err := s.External.NL.AddrAdd(ext, &netlink.Addr{IPNet: &net.IPNet{IP: extIP6.AsSlice(), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD}); err != nil {
+		t.Fatal(err)
+	}
+	up := hn.Link(t, "up0")
+	if err := hn.NL.RouteAdd(&netlink.Route{LinkIndex: up.Attrs().Index, Dst: &net.IPNet{IP: extIP6.AsSlice(), Mask: net.CIDRMask(128, 128)}}); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := realiser(t, hn)
+	pol := `[networks.edge]
+kind = "ipvtap"
+parent = "up0"
+mode = "l3"
+addresses = "2001:db8:21::/64"
+range = "2001:db8:21::20-2001:db8:21::29"
+on_link = ` + map[bool]string{false: "false", true: "true"}[on] + `
+`
+	g, ir, _ := prepared(t, r, pol, "ol6", uuid.New(), "")
+	d, _, _ := r.Net.Find(ir.Device)
+	as, _ := host.GuestAddresses(hn.NL, ir.Device)
+	if len(as) != 1 || !as[0].Is6() {
+		t.Fatalf("addresses on %s: %v", ir.Device, as)
+	}
+	p := play(t, d, d.MAC, net.IPv4zero)
+	got := false
+	tries := 3
+	if !on {
+		tries = 1
+	}
+	for i := 0; i < tries && !got; i++ {
+		body := []byte{0x21, 0x06, 0, byte(i + 1), 'v', '6'}
+		if err := p.tap.Write(netdev.ICMPv6(d.MAC, s.ExtMAC, as[0], extIP6, 128, 0, body)); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.After(2 * hitWait)
+	wait:
+		for {
+			select {
+			case f := <-p.frames:
+				b := f.Payload
+				if f.EtherType == netdev.EtherTypeIPv6 && len(b) >= 44 && b[6] == netdev.ProtoICMPv6 && b[40] == 129 && bytes.Equal(b[8:24], extIP6.AsSlice()) {
+					got = true
+					break wait
+				}
+			case <-deadline:
+				break wait
+			}
+		}
+	}
+	t.Logf("MEASURED l3 IPv6 guest %s -> external host on-link, on_link=%v: reply %v", as[0], on, got)
+	if got != on {
+		ns, _ := s.External.NL.NeighList(ext.Attrs().Index, netlink.FAMILY_V6)
+		t.Fatalf("on_link=%v: echo reply from the on-link external host: %v (its neighbours: %v)", on, got, ns)
+	}
+	if err := r.Release(g); err != nil {
+		t.Fatal(err)
+	}
+	if fs, _ := hn.NL.FilterList(up, netlink.MakeHandle(0xffff, 0)); len(fs) != 0 {
+		t.Errorf("filters left on up0: %v", fs)
 	}
 }
