@@ -40,3 +40,13 @@ func TestVLANModule(t *testing.T) {
 		t.Errorf("vlan check for a passthrough macvtap: %+v", rs)
 	}
 }
+
+// TestPFMTU: a VF pool whose mtu is above its PF's MTU fails (the VFs
+// cannot carry more than the PF).
+func TestPFMTU(t *testing.T) {
+	ns := hostNS(t)
+	p := pol(t, "[networks.fast]\nkind = \"passthrough\"\npf = \"up0\"\nmtu = 9000\n")
+	want(t, one(t, doctor(t, env(t, ns.NL), p), CheckMTU, "fast"), Fail, "mtu 9000 is more than up0's MTU 1500")
+	p = pol(t, "[networks.fast]\nkind = \"passthrough\"\npf = \"up0\"\nmtu = 1500\n")
+	want(t, one(t, doctor(t, env(t, ns.NL), p), CheckMTU, "fast"), OK, "mtu 1500 fits up0's MTU 1500")
+}

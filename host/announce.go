@@ -41,3 +41,20 @@ func (r *Realiser) Announce(g *Guest) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Reach brings a running guest's reach up to date after its addresses
+// changed (virtap addr add): on-link answers for every address now on its
+// ipvtap devices (on_link networks), then the announcements. Answers for
+// a removed address go with the guest (or its network's last guest).
+func (r *Realiser) Reach(g *Guest) error {
+	if g.Doc == nil || g.Doc.Record == nil {
+		return nil
+	}
+	var errs []error
+	for _, ir := range g.Doc.Record.Interfaces {
+		if usesOnLink(ir) && ir.Device != "" {
+			errs = append(errs, r.prepareOnLink(g, ir, &revert{}))
+		}
+	}
+	return errors.Join(append(errs, r.Announce(g))...)
+}

@@ -90,10 +90,13 @@ func (r *Realiser) prepareOnLink(g *Guest, ir domain.IfaceRecord, undo *revert) 
 		return err
 	}
 	for _, addr := range addrs {
-		if err := r.answerFor(lower, ir.Device, a, b, addr); err != nil {
+		made, err := r.answerFor(lower, ir.Device, a, b, addr)
+		if err != nil {
 			return err
 		}
-		undo.add(func() { _ = r.stopAnswering(lower, addr) })
+		if made { // an earlier run's answers stay on a rollback
+			undo.add(func() { _ = r.stopAnswering(lower, addr) })
+		}
 	}
 	return nil
 }
@@ -235,36 +238,36 @@ func (r *Realiser) steal(link, to, pref int, proto uint16, keys []netlink.TcU32K
 // answerFor makes the responder answer ARP for addr: a host route to addr
 // through the guest's device (the kernel proxies only for an address it
 // routes, through another device than the one asked on), a proxy entry on
-// B, and the lower's filter for requests for addr. It is idempotent; the
-// route goes with the guest's device.
-func (r *Realiser) answerFor(lower, device string, a, b netlink.Link, addr netip.Addr) error {
+// B, and the lower's filter for requests for addr. It is idempotent (made
+// says whether the filter is new); the route goes with the guest's device.
+func (r *Realiser) answerFor(lower, device string, a, b netlink.Link, addr netip.Addr) (made bool, err error) {
 	h := r.Net.Handle()
 	ip := net.IP(addr.AsSlice())
 	dev, err := h.LinkByName(device)
 	if err != nil {
-		return fmt.Errorf("device %s: %w", device, err)
+		return false, fmt.Errorf("device %s: %w", device, err)
 	}
 	bits := addr.BitLen()
 	rt := &netlink.Route{LinkIndex: dev.Attrs().Index, Dst: &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, Scope: netlink.SCOPE_LINK}
 	if err := h.RouteReplace(rt); err != nil {
-		return fmt.Errorf("route %s dev %s: %w", addr, device, err)
+		return false, fmt.Errorf("route %s dev %s: %w", addr, device, err)
 	}
 	if err := h.NeighSet(&netlink.Neigh{LinkIndex: b.Attrs().Index, Family: family(addr), IP: ip, Flags: netlink.NTF_PROXY}); err != nil {
-		return fmt.Errorf("proxy entry %s on %s: %w", addr, b.Attrs().Name, err)
+		return false, fmt.Errorf("proxy entry %s on %s: %w", addr, b.Attrs().Name, err)
 	}
 	fs, low, err := r.ourFilters(lower, a.Attrs().Index)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, f := range fs {
 		if filterTarget(f) == addr {
-			return nil
+			return false, nil
 		}
 	}
 	if addr.Is4() {
-		return r.steal(low, a.Attrs().Index, onLinkPref, unix.ETH_P_ARP, arpKeys(arpOpRequest, addr))
+		return true, r.steal(low, a.Attrs().Index, onLinkPref, unix.ETH_P_ARP, arpKeys(arpOpRequest, addr))
 	}
-	return r.steal(low, a.Attrs().Index, onLinkPref6, unix.ETH_P_IPV6, ndKeys(ndSolicit, addr))
+	return true, r.steal(low, a.Attrs().Index, onLinkPref6, unix.ETH_P_IPV6, ndKeys(ndSolicit, addr))
 }
 
 func family(a netip.Addr) int {

@@ -50,8 +50,9 @@ func TestOnLinkFilters(t *testing.T) {
 	addrs := []netip.Addr{netip.MustParseAddr("198.51.100.20"), netip.MustParseAddr("2001:db8:21::21")}
 	for i := 0; i < 2; i++ { // twice: idempotent
 		for _, ad := range addrs {
-			if err := r.answerFor("up0", "up0p", a, b, ad); err != nil {
-				t.Fatal(err)
+			made, err := r.answerFor("up0", "up0p", a, b, ad)
+			if err != nil || made != (i == 0) {
+				t.Fatalf("answerFor %s, run %d: made %v, %v", ad, i, made, err)
 			}
 		}
 	}
@@ -84,7 +85,7 @@ func TestOnLinkFilters(t *testing.T) {
 	if a, b, err = r.ensureResponder("up0", &revert{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.answerFor("up0", "up0p", a, b, addrs[0]); err != nil {
+	if _, err := r.answerFor("up0", "up0p", a, b, addrs[0]); err != nil {
 		t.Fatal(err)
 	}
 	acts, err := r.GC(func(uuid.UUID) bool { return false }, nil, false)

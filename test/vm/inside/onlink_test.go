@@ -153,6 +153,26 @@ on_link = ` + map[bool]string{false: "false", true: "true"}[on] + `
 		ns, _ := s.External.NL.NeighList(ext.Attrs().Index, netlink.FAMILY_V6)
 		t.Fatalf("on_link=%v: echo reply from the on-link external host: %v (its neighbours: %v)", on, got, ns)
 	}
+	if on {
+		// A nested address added at run time: Reach answers for it too.
+		extra := netip.MustParseAddr("2001:db8:21::99")
+		if err := host.AddGuestAddresses(hn.NL, ir.Device, []netip.Addr{extra}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Reach(g); err != nil {
+			t.Fatal(err)
+		}
+		fs, _ := hn.NL.FilterList(up, netlink.MakeHandle(0xffff, 0))
+		n := 0
+		for _, f := range fs {
+			if f.Attrs().Priority == 0xe22 {
+				n++
+			}
+		}
+		if n != 2 {
+			t.Errorf("after Reach with an extra address: %d neighbour-discovery filters on up0, want 2", n)
+		}
+	}
 	if err := r.Release(g); err != nil {
 		t.Fatal(err)
 	}
