@@ -24,7 +24,7 @@ func doctorCmd(g *globals) *cobra.Command {
 		of              outputFlags
 		noProbe, strict bool
 		host, hooksDir  string
-		domainsDir      string
+		domainsDir, uri string
 		probeTimeout    time.Duration
 	)
 	cmd := &cobra.Command{
@@ -49,7 +49,7 @@ Exit 1 when a check fails; warnings alone exit 0.`,
 				Log: g.log, Net: netdev.New(g.log, nil), HooksDir: hooksDir,
 				LibvirtVersion: libvirtVersion,
 				Domains:        doctor.DomainsFromDir(domainsDir),
-				Running:        runningDomains,
+				Running:        func() ([]doctor.DomainXML, error) { return runningDomains(uri) },
 				Probe:          !noProbe, ProbeTimeout: probeTimeout,
 			}
 			var rep *doctor.Report
@@ -112,6 +112,7 @@ Exit 1 when a check fails; warnings alone exit 0.`,
 	f.StringVar(&hooksDir, "hooks-dir", hooks.DefaultHooksDir, "libvirt's hooks directory")
 	f.StringVar(&domainsDir, "domains-dir", DomainsDir, "libvirt's persistent domain configs, read for direct interfaces without a mode and the MAC budget")
 	f.DurationVar(&probeTimeout, "probe-timeout", ProbeTimeout, "how long the hairpin probe waits for its frame to come back")
+	connectFlag(cmd, &uri)
 	return cmd
 }
 
@@ -149,8 +150,8 @@ func libvirtVersion() (string, error) {
 }
 
 // runningDomains reads the running domains' live XML from libvirt.
-func runningDomains() ([]doctor.DomainXML, error) {
-	c, err := virt.ConnectReadOnly(virt.DefaultURI)
+func runningDomains(uri string) ([]doctor.DomainXML, error) {
+	c, err := virt.ConnectReadOnly(uri)
 	if err != nil {
 		return nil, err
 	}
