@@ -22,12 +22,14 @@ type Status struct {
 // FilterStatus is one guest interface's anti-spoofing filter: what it saw
 // and what it dropped, by reason.
 type FilterStatus struct {
-	Domain  string            `json:"domain"`
-	MAC     string            `json:"mac"`
-	Device  string            `json:"device"`
-	Seen    uint64            `json:"seen"`
-	Learned uint64            `json:"learned"` // DHCPACKs that bound an address
-	Dropped map[string]uint64 `json:"dropped"`
+	Domain  string `json:"domain"`
+	MAC     string `json:"mac"`
+	Device  string `json:"device"`
+	Seen    uint64 `json:"seen"`
+	Learned uint64 `json:"learned"` // DHCPACKs that bound an address
+	// LearnedAddresses are the addresses DHCP snooping binds now.
+	LearnedAddresses []string          `json:"learned_addresses,omitempty"`
+	Dropped          map[string]uint64 `json:"dropped"`
 }
 
 // PoolSpec names a passthrough pool of the policy: its PF or devices.
@@ -153,12 +155,19 @@ func collectFilters() ([]FilterStatus, error) {
 		if err != nil {
 			return nil, err
 		}
+		learned, err := fm.Learned(u)
+		if err != nil {
+			return nil, err
+		}
 		byMAC := map[string]*FilterStatus{}
 		var order []string
 		for _, c := range cs {
 			f, ok := byMAC[c.MAC]
 			if !ok {
 				f = &FilterStatus{Domain: u.String(), MAC: c.MAC, Dropped: map[string]uint64{}}
+				for _, a := range learned[c.MAC] {
+					f.LearnedAddresses = append(f.LearnedAddresses, a.String())
+				}
 				byMAC[c.MAC] = f
 				order = append(order, c.MAC)
 			}

@@ -284,7 +284,7 @@ func printReservations(out io.Writer, v *statusView) {
 }
 
 func printFilters(out io.Writer, v *statusView, names map[string]string) {
-	table(out, "ANTI-SPOOFING\tMAC\tDEVICE\tSEEN\tDROPPED", func(tw io.Writer) {
+	table(out, "ANTI-SPOOFING\tMAC\tDEVICE\tSEEN\tLEARNED\tDROPPED", func(tw io.Writer) {
 		for _, f := range v.Filters {
 			owner := names[f.Domain]
 			if owner == "" {
@@ -301,7 +301,11 @@ func printFilters(out io.Writer, v *statusView, names map[string]string) {
 			if d == "" {
 				d = "0"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", owner, f.MAC, f.Device, f.Seen, d)
+			learned := strings.Join(f.LearnedAddresses, ",")
+			if learned == "" {
+				learned = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", owner, f.MAC, f.Device, f.Seen, learned, d)
 		}
 	})
 }

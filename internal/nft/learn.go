@@ -2,10 +2,18 @@ package nft
 
 import (
 	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/google/uuid"
 	"golang.org/x/sys/unix"
 )
 
@@ -142,4 +150,46 @@ func (b *builder) leaseChain(ch *nftables.Chain, off uint32) {
 func (b *builder) learnRule(timeout time.Duration) rule {
 	return rule{[]expr.Any{th(yiaddr, 4), &expr.Counter{}, b.dynset(unix.NFT_DYNSET_OP_UPDATE, timeout),
 		&expr.Verdict{Kind: expr.VerdictAccept}}, comment(ReasonLearned)}
+}
+
+// Learned lists the addresses bound by DHCP snooping for each interface of
+// a domain (MAC in lowercase colon form -> addresses, sorted); interfaces
+// that learn nothing are absent, and so is a domain without filters.
+func (m *Manager) Learned(domain uuid.UUID) (map[string][]netip.Addr, error) {
+	c, err := m.conn()
+	if err != nil {
+		return nil, err
+	}
+	t := table(domain)
+	if _, err := c.ListTableOfFamily(t.Name, t.Family); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("nftables: look up table %s: %w", t.Name, err)
+	}
+	sets, err := c.GetSets(t)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: list sets of %s: %w", t.Name, err)
+	}
+	out := map[string][]netip.Addr{}
+	for _, st := range sets {
+		base, ok := strings.CutSuffix(st.Name, "-l4")
+		mac, err := hex.DecodeString(strings.TrimPrefix(base, "g"))
+		if !ok || err != nil || len(mac) != 6 || LearnedSetName(ChainName(mac)) != st.Name {
+			continue
+		}
+		es, err := c.GetSetElements(st)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: elements of %s: %w", st.Name, err)
+		}
+		var as []netip.Addr
+		for _, e := range es {
+			if a, ok := netip.AddrFromSlice(e.Key); ok && a.Is4() {
+				as = append(as, a)
+			}
+		}
+		sort.Slice(as, func(i, j int) bool { return as[i].Less(as[j]) })
+		out[net.HardwareAddr(mac).String()] = as
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package nft_test
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -79,6 +80,9 @@ func TestLearnedAddressAfterDHCPACK(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("learned set %v, want exactly %v", got, want)
+	}
+	if l, err := m.Learned(dom); err != nil || fmt.Sprint(l[mac.String()]) != "[192.0.2.50 192.0.2.52 192.0.2.53]" || len(l) != 1 {
+		t.Errorf("Learned: %v %v, want %s: [192.0.2.50 192.0.2.52 192.0.2.53]", l, err, mac)
 	}
 	cs, err := m.Counters(dom)
 	if err != nil {
