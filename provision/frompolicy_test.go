@@ -102,3 +102,40 @@ func TestFromPolicyKeepsTheFleetLease(t *testing.T) {
 		t.Fatalf("the recorded fleet lease was lost: %+v %v", rec, err)
 	}
 }
+
+// The addresses an untrusted guest may use come from the current policy:
+// a record that forges learn = "open" or more fixed addresses does not
+// widen the filter the hook builds from it.
+func TestFromPolicyKeepsAddressBinding(t *testing.T) {
+	pol, err := policy.Parse("p.toml", []byte("[networks.lan]\nkind = \"macvtap\"\nparent = \"up0\"\ntrust = \"untrusted\"\nlearn = \"none\"\n[guests.g]\naddresses = { lan = \"192.0.2.21\" }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := []byte("<domain><name>g</name><uuid>6f1c4e36-2d6b-4e59-9d0a-000000000002</uuid><devices><interface type='network'><source network='lan'/></interface></devices></domain>")
+	res, err := Provision(raw, Options{Policy: pol, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ir := res.Record.Interfaces[0]; ir.Learn != policy.LearnNone || ir.Fixed != "192.0.2.21" {
+		t.Fatalf("provisioned record: learn %q fixed %q", ir.Learn, ir.Fixed)
+	}
+	for name, x := range map[string][]byte{
+		"learn": bytes.Replace(res.XML, []byte(`learn="none"`), []byte(`learn="open"`), 1),
+		"fixed": bytes.Replace(res.XML, []byte(`fixed="192.0.2.21"`), []byte(`fixed="192.0.2.21 192.0.2.99 0.0.0.0"`), 1),
+	} {
+		if bytes.Equal(x, res.XML) {
+			t.Fatalf("forged %s: the record has no such attribute:\n%s", name, res.XML)
+		}
+		d, err := domain.Parse(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := FromPolicy(d, pol, "h")
+		if err != nil {
+			t.Fatalf("forged %s: %v", name, err)
+		}
+		if ir := rec.Interfaces[0]; ir.Learn != policy.LearnNone || ir.Fixed != "192.0.2.21" {
+			t.Errorf("forged %s: rebuilt record learn %q fixed %q, want none and 192.0.2.21", name, ir.Learn, ir.Fixed)
+		}
+	}
+}
