@@ -1,36 +1,36 @@
 package e2e
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
-	"runtime"
-	"sort"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
+	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nft"
+	"github.com/virtap/virtap/internal/nft/spooftest"
 	"github.com/virtap/virtap/test/harness"
 )
 
-// TestVirtapAntispoof is issue 8 end to end: two guests on macvtap bridge
-// networks of one uplink, one untrusted (virtap's hook binds an nftables
-// filter to the egress hook of libvirt's macvtap at start), one trusted
-// (no filter). Both reach the external host with their own MAC; on the
-// trigger each changes its MAC to a spoofed one and sends ARP and ICMP to
-// the external host, then restores its MAC and pings again. A packet
-// capture on the external host's interface (AF_PACKET, what tcpdump does)
-// must see none of the untrusted guest's spoofed frames and some of the
-// trusted guest's (so the capture can tell), the untrusted guest's filter
-// must count the drops, and both guests must reach the external host
-// again with their own MAC (the filter drops the spoof, not the guest).
+// TestVirtapAntispoof is issues 8 and 15 end to end: two guests on
+// macvtap bridge networks of one uplink, one untrusted (virtap's hook binds
+// an nftables filter to the egress hook of libvirt's macvtap at start),
+// one trusted (no filter). Both reach the external host with their own MAC
+// and address; on the trigger each, as a rogue guest would: sends ARP and
+// ICMP from a forged IPv4 address, runs a DHCP server (busybox udhcpd)
+// that answers the external host's discovers, changes its MAC to a
+// spoofed one and sends ARP and ICMP, then restores its MAC and pings
+// again. A packet capture on the external host's interface (AF_PACKET,
+// what tcpdump does) must see none of the untrusted guest's forged frames
+// and those of the trusted guest (so the capture can tell), the untrusted
+// guest's filter must count the drops by reason, and both guests must
+// reach the external host again with their own MAC and address (the
+// filter drops the forgery, not the guest).
 func TestVirtapAntispoof(t *testing.T) {
 	v := needVirtap(t)
 	env := harness.Setup(t)
@@ -44,12 +44,14 @@ func TestVirtapAntispoof(t *testing.T) {
 	}
 	const trigger = "192.0.2.254"
 	// Locally administered unicast MACs that neither libvirt nor virtap
-	// would pick (their prefix is 52:54:00 or the policy's mac_prefix).
+	// would pick (their prefix is 52:54:00 or the policy's mac_prefix),
+	// and addresses no one on the segment has.
 	spoofU, spoofT := "02:5f:00:e2:e0:0a", "02:5f:00:e2:e0:0b"
-	mk := func(suffix, nw, ip, spoof string) *harness.Guest {
+	forgedU, forgedT := "192.0.2.98", "192.0.2.97"
+	mk := func(suffix, nw, ip, spoof, forged string) *harness.Guest {
 		cfg := harness.GuestConfig{
 			IP: ip + "/24", Peers: []string{harness.ExtIP}, Tries: 15, Interval: 1, NoLoop: true,
-			On: trigger, OnRun: spoofScript(spoof, harness.ExtIP),
+			On: trigger, OnRun: rogueScript(spoof, forged, harness.ExtIP),
 		}
 		g := env.NewGuest(t, "e2e-"+topo.Prefix+"-"+suffix, cfg, harness.NetworkInterface(nw, ""))
 		w.Prepare(t, topo, g)
@@ -58,8 +60,8 @@ func TestVirtapAntispoof(t *testing.T) {
 	// The untrusted guest's static address is its fixed address in the
 	// policy (the default learn = "dhcp" binds nothing without a DHCPACK).
 	w.AddPolicy(topo, fmt.Sprintf("[guests.%q]\naddresses = { %q = %q }", "e2e-"+topo.Prefix+"-u", untrusted, harness.GuestIP(0)))
-	gu := mk("u", untrusted, harness.GuestIP(0), spoofU)
-	gt := mk("t", trusted, harness.GuestIP(1), spoofT)
+	gu := mk("u", untrusted, harness.GuestIP(0), spoofU, forgedU)
+	gt := mk("t", trusted, harness.GuestIP(1), spoofT, forgedT)
 	gu.Start()
 	gt.Start()
 	for _, g := range []*harness.Guest{gu, gt} {
@@ -92,12 +94,14 @@ func TestVirtapAntispoof(t *testing.T) {
 	}
 
 	capt := startCapture(t, topo.ExtNS, "eth0")
+	stopDiscover := discoverLoop(t, newInjector(t, topo.ExtNS, "eth0"))
 	mU, mT := gu.Mark(), gt.Mark()
 	if err := topo.AddExtAddr(trigger); err != nil {
 		t.Fatal(err)
 	}
-	gu.WaitAfter(mU, `^VIRTAP-SCRIPT on 0$`, loopTimeout)
-	gt.WaitAfter(mT, `^VIRTAP-SCRIPT on 0$`, loopTimeout)
+	gu.WaitAfter(mU, `^VIRTAP-SCRIPT on 0$`, bootTimeout)
+	gt.WaitAfter(mT, `^VIRTAP-SCRIPT on 0$`, bootTimeout)
+	stopDiscover()
 	// The last frames the guests sent are already on the wire; give the
 	// capture's socket a moment to hand them over.
 	time.Sleep(300 * time.Millisecond)
@@ -113,36 +117,35 @@ func TestVirtapAntispoof(t *testing.T) {
 	t.Logf("untrusted filter before %v, after %v", nft.Dropped(before, macU), nft.Dropped(after, macU))
 
 	for _, c := range []struct {
-		g     *harness.Guest
-		mark  int64
-		spoof string
-	}{{gu, mU, spoofU}, {gt, mT, spoofT}} {
+		g             *harness.Guest
+		mark          int64
+		spoof, forged string
+	}{{gu, mU, spoofU, forgedU}, {gt, mT, spoofT, forgedT}} {
+		c.g.WaitAfter(c.mark, `^VIRTAP-FORGED-IP `+regexp.QuoteMeta(c.forged)+`$`, time.Second)
+		c.g.WaitAfter(c.mark, `^VIRTAP-DHCPD ran$`, time.Second)
 		if line := c.g.WaitAfter(c.mark, `^VIRTAP-SPOOFED `, time.Second); !strings.HasSuffix(line, " "+c.spoof) {
 			t.Fatalf("%s did not take the spoofed MAC %s: %q", c.g.Name, c.spoof, line)
 		}
 		c.g.WaitAfter(c.mark, `^VIRTAP-RESTORED OK$`, time.Second)
 	}
-
-	// The capture can tell: the trusted guest's spoofed frames arrive.
-	if n := seen.From(spoofT); n == 0 {
-		t.Fatalf("trusted guest: no frame from its spoofed MAC %s reached the external host (capture: %s)", spoofT, seen)
+	checkRogue(t, seen, rogue{mac: liT.MAC, spoof: spoofT, forged: forgedT}, true)
+	checkRogue(t, seen, rogue{mac: liU.MAC, spoof: spoofU, forged: forgedU}, false)
+	// The untrusted guest's honest frames arrive: its own MAC and address.
+	if n := seen.Claimed(claimIP4From, harness.GuestIP(0)+" "+liU.MAC); n == 0 {
+		t.Fatalf("untrusted guest: no IPv4 from its own address and MAC reached the external host (capture: %s)", seen)
 	}
-	if n := seen.From(liT.MAC); n == 0 {
-		t.Fatalf("trusted guest: no frame from its own MAC %s reached the external host (capture: %s)", liT.MAC, seen)
+	dB, dA := nft.Dropped(before, macU), nft.Dropped(after, macU)
+	for _, r := range []string{nft.ReasonMAC, nft.ReasonIPv4Source, nft.ReasonARPIP, nft.ReasonDHCPServer} {
+		if dA[r] <= dB[r] {
+			t.Errorf("untrusted guest: %q drops did not rise: %d before, %d after", r, dB[r], dA[r])
+		}
 	}
-	// The untrusted guest's own frames arrive, its spoofed ones do not.
-	if n := seen.From(liU.MAC); n == 0 {
-		t.Fatalf("untrusted guest: no frame from its own MAC %s reached the external host (capture: %s)", liU.MAC, seen)
+	var drops uint64
+	for r := range dA {
+		drops += dA[r] - dB[r]
 	}
-	if n := seen.From(spoofU); n != 0 {
-		t.Fatalf("untrusted guest: %d frames from its spoofed MAC %s reached the external host (capture: %s)", n, spoofU, seen)
-	}
-	dropB, dropA := nft.Dropped(before, macU)[nft.ReasonMAC], nft.Dropped(after, macU)[nft.ReasonMAC]
-	if dropA <= dropB {
-		t.Fatalf("untrusted guest: %q drops did not rise: %d before, %d after", nft.ReasonMAC, dropB, dropA)
-	}
-	if sB, sA := seenCount(before, macU), seenCount(after, macU); sA-sB < dropA-dropB {
-		t.Fatalf("untrusted guest: filter saw %d frames but dropped %d", sA-sB, dropA-dropB)
+	if sB, sA := seenCount(before, macU), seenCount(after, macU); sA-sB < drops {
+		t.Fatalf("untrusted guest: filter saw %d frames but dropped %d", sA-sB, drops)
 	}
 	if cs, err := fm.Counters(tu); err != nil || len(cs) != 0 {
 		t.Fatalf("trusted guest has a filter after the spoof: %+v %v", cs, err)
@@ -156,7 +159,89 @@ func TestVirtapAntispoof(t *testing.T) {
 	t.Logf("done in %s", time.Since(start).Round(time.Millisecond))
 }
 
-// spoofScript is the guests' trigger script: take MAC spoof, send to peer
+// rogue is what one guest forged.
+type rogue struct{ mac, spoof, forged string }
+
+// checkRogue checks what of a guest's forgeries reached the external host:
+// every kind when arrive (the trusted guest: the capture can tell), none
+// otherwise; its frames from its own MAC always.
+func checkRogue(t *testing.T, seen captured, r rogue, arrive bool) {
+	t.Helper()
+	if seen.From(r.mac) == 0 {
+		t.Errorf("guest %s: no frame from its own MAC reached the external host (capture: %s)", r.mac, seen)
+	}
+	for _, c := range []struct {
+		what string
+		n    int
+	}{
+		{"frames from its spoofed MAC " + r.spoof, seen.From(r.spoof)},
+		{"IPv4 from its forged address " + r.forged, seen.Claimed(claimIP4Src, r.forged)},
+		{"ARP from its forged address " + r.forged, seen.Claimed(claimARPSender, r.forged)},
+		{"DHCP server messages", seen.Claimed(claimDHCPServer, r.mac)},
+	} {
+		switch {
+		case arrive && c.n == 0:
+			t.Errorf("guest %s: no %s reached the external host: the capture cannot tell (capture: %s)", r.mac, c.what, seen)
+		case !arrive && c.n != 0:
+			t.Errorf("guest %s: %d %s reached the external host (capture: %s)", r.mac, c.n, c.what, seen)
+		}
+	}
+}
+
+// discoverLoop sends a DHCPDISCOVER from the external host every 300 ms
+// (rogue DHCP servers in the guests answer it) until the returned stop.
+func discoverLoop(t *testing.T, inj *injector) (stop func()) {
+	client := net.HardwareAddr{0x02, 0x5f, 0x00, 0xe2, 0xe0, 0xcc}
+	msg := spooftest.BOOTP(1, client, nil, nil, spooftest.Opt(53, 1))
+	msg = append(msg, make([]byte, 300-len(msg))...) // BOOTP's minimum size
+	f := netdev.UDP4(inj.ifi.HardwareAddr, netdev.Broadcast, net.IPv4zero, net.IPv4bcast, 68, 67, msg)
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(300 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if err := inj.send(f); err != nil {
+				t.Errorf("send a DHCPDISCOVER: %v", err)
+				return
+			}
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { close(quit); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// rogueScript is the guests' trigger script: send ARP and ICMP from the
+// forged address (with its own MAC), run a DHCP server for a few seconds,
+// then spoofScript. It prints VIRTAP-FORGED-IP <addr> and VIRTAP-DHCPD ran
+// before spoofScript's lines.
+func rogueScript(spoof, forged, peer string) string {
+	return fmt.Sprintf(`ip addr add %[2]s/32 dev $DEV
+n=0
+while [ $n -lt 2 ]; do
+	n=$((n + 1))
+	arping -c 1 -w 1 -s %[2]s -I $DEV %[1]s >/dev/null 2>&1
+	ping -c 1 -W 1 -I %[2]s %[1]s >/dev/null 2>&1
+done
+ip addr del %[2]s/32 dev $DEV
+echo VIRTAP-FORGED-IP %[2]s
+printf 'start 192.0.2.200\nend 192.0.2.209\ninterface %%s\nlease_file /tmp/udhcpd.leases\npidfile /tmp/udhcpd.pid\noption subnet 255.255.255.0\noption router %[2]s\n' $DEV >/tmp/udhcpd.conf
+: >/tmp/udhcpd.leases
+udhcpd -f -a 100 /tmp/udhcpd.conf >/tmp/udhcpd.log 2>&1 &
+sleep 4
+kill $!
+echo VIRTAP-DHCPD ran
+`, peer, forged) + spoofScript(spoof, peer)
+}
+
+// spoofScript is the MAC part of rogueScript: take MAC spoof, send to peer
 // (ARP and ICMP, four rounds), then take the original MAC back and ping
 // peer until it answers. It prints VIRTAP-SPOOFED <mac> and
 // VIRTAP-RESTORED OK|FAIL and always exits 0.
@@ -207,167 +292,4 @@ func seenCount(cs []nft.Counter, mac net.HardwareAddr) uint64 {
 		}
 	}
 	return 0
-}
-
-// captured counts the frames a capture received, by Ethernet source.
-type captured struct {
-	bySrc  map[string]int
-	byType map[string]map[uint16]int
-}
-
-// From is the number of frames whose Ethernet source was mac.
-func (c captured) From(mac string) int { return c.bySrc[strings.ToLower(mac)] }
-
-func (c captured) String() string {
-	var srcs []string
-	for s := range c.bySrc {
-		srcs = append(srcs, s)
-	}
-	sort.Strings(srcs)
-	var b strings.Builder
-	for i, s := range srcs {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		var types []string
-		for et, n := range c.byType[s] {
-			types = append(types, fmt.Sprintf("%#04x:%d", et, n))
-		}
-		sort.Strings(types)
-		fmt.Fprintf(&b, "%s %d (%s)", s, c.bySrc[s], strings.Join(types, " "))
-	}
-	if b.Len() == 0 {
-		return "no frames"
-	}
-	return b.String()
-}
-
-// capture is a packet capture on one interface of a named netns: a raw
-// AF_PACKET socket (what tcpdump uses) made inside that netns, counting
-// every frame the interface receives.
-type capture struct {
-	fd   int
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
-	got  captured
-	err  error
-}
-
-func htons(v uint16) uint16 {
-	var b [2]byte
-	binary.BigEndian.PutUint16(b[:], v)
-	return binary.NativeEndian.Uint16(b[:])
-}
-
-// startCapture opens the capture; it stops on Stop or when the test ends.
-func startCapture(t *testing.T, nsName, dev string) *capture {
-	t.Helper()
-	fd, err := packetSocketIn(nsName, dev)
-	if err != nil {
-		t.Fatalf("capture on %s in %s: %v", dev, nsName, err)
-	}
-	c := &capture{fd: fd, stop: make(chan struct{}), done: make(chan struct{}),
-		got: captured{bySrc: map[string]int{}, byType: map[string]map[uint16]int{}}}
-	go c.loop()
-	t.Cleanup(func() { _, _ = c.Stop() })
-	return c
-}
-
-// packetSocketIn makes an AF_PACKET socket in netns nsName bound to dev,
-// with a short receive timeout, on a locked thread that is put back into
-// its own netns afterwards (the socket stays in nsName).
-func packetSocketIn(nsName, dev string) (int, error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return -1, err
-	}
-	defer orig.Close()
-	ns, err := netns.GetFromName(nsName)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return -1, err
-	}
-	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return -1, err
-	}
-	fd, ifindex, serr := func() (int, int, error) {
-		ifi, err := net.InterfaceByName(dev)
-		if err != nil {
-			return -1, 0, err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
-		return fd, ifi.Index, err
-	}()
-	if err := netns.Set(orig); err != nil {
-		// Never unlock: the runtime retires a thread left in a wrong netns.
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		return -1, fmt.Errorf("restore netns: %w", err)
-	}
-	runtime.UnlockOSThread()
-	if serr != nil {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		return -1, serr
-	}
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("bind to %s: %w", dev, err)
-	}
-	tv := unix.NsecToTimeval((100 * time.Millisecond).Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
-}
-
-func (c *capture) loop() {
-	defer close(c.done)
-	buf := make([]byte, 65536)
-	for {
-		select {
-		case <-c.stop:
-			return
-		default:
-		}
-		n, from, err := unix.Recvfrom(c.fd, buf, unix.MSG_TRUNC)
-		if err != nil {
-			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-				continue
-			}
-			c.err = err
-			return
-		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-			continue // the external host's own frames
-		}
-		if n < 14 {
-			continue // MSG_TRUNC: n is the frame's length even if buf held less
-		}
-		src := net.HardwareAddr(buf[6:12]).String()
-		c.got.bySrc[src]++
-		if c.got.byType[src] == nil {
-			c.got.byType[src] = map[uint16]int{}
-		}
-		c.got.byType[src][binary.BigEndian.Uint16(buf[12:14])]++
-	}
-}
-
-// Stop ends the capture and returns what it counted, or the read error
-// that ended it early (the counts would then mean nothing).
-func (c *capture) Stop() (captured, error) {
-	c.once.Do(func() {
-		close(c.stop)
-		<-c.done
-		unix.Close(c.fd)
-	})
-	return c.got, c.err
 }
