@@ -39,6 +39,10 @@ type Options struct {
 	DevRoot   string                                        // default "/dev"
 	ParentMAC func(ifname string) (net.HardwareAddr, error) // nil: parent_mac must be in the policy
 	Fleet     *Fleet                                        // nil: no fleet-wide MACs and leases
+	// Taken are MACs in use that the document does not show (at hot-plug:
+	// the other of the live and the persistent definition); derived MACs
+	// step past them.
+	Taken []string
 }
 
 // Plan is what virtap decided for one managed interface.
@@ -104,6 +108,52 @@ func Provision(raw []byte, opts Options) (*Result, error) {
 
 // ProvisionDoc is Provision on an already parsed document.
 func ProvisionDoc(d *domain.Doc, opts Options) (*Result, error) {
+	pl, err := plan(d, opts)
+	if err != nil {
+		return nil, err
+	}
+	out, err := d.Render(pl.repl, pl.rec)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{XML: out, Plans: pl.plans, Record: pl.rec, Doc: d, Unknown: pl.unknown}, nil
+}
+
+// planned is every managed interface of a document decided: the rendered
+// interfaces by index, the plans, virtap's new record, and the interfaces
+// on networks the policy lacks.
+type planned struct {
+	repl    map[int]*libvirtxml.DomainInterface
+	plans   []Plan
+	rec     *domain.Record
+	unknown []*Error
+}
+
+func plan(d *domain.Doc, opts Options) (*planned, error) {
+	pv, err := newProvisioner(d, opts)
+	if err != nil {
+		return nil, err
+	}
+	pl := &planned{repl: map[int]*libvirtxml.DomainInterface{}, rec: &domain.Record{Host: opts.Host}}
+	for _, ifc := range d.Interfaces {
+		p, def, err := pv.iface(ifc)
+		if err != nil {
+			return nil, err
+		}
+		if p == nil {
+			continue // not managed by virtap
+		}
+		pl.repl[ifc.Index] = def
+		pl.plans = append(pl.plans, *p)
+		pl.rec.Interfaces = append(pl.rec.Interfaces, record(p, d))
+	}
+	pl.unknown = pv.unknown
+	return pl, nil
+}
+
+// newProvisioner starts planning d: every MAC of the document and of
+// opts.Taken counts as used.
+func newProvisioner(d *domain.Doc, opts Options) (*provisioner, error) {
 	if opts.Policy == nil {
 		return nil, fmt.Errorf("no policy")
 	}
@@ -118,6 +168,11 @@ func ProvisionDoc(d *domain.Doc, opts Options) (*Result, error) {
 		return nil, err
 	}
 	pv := &provisioner{d: d, opts: opts, prefix: prefix, used: map[string]bool{}, holders: map[string][]*domain.Interface{}, ipvtapParents: map[string]int{}}
+	for _, m := range opts.Taken {
+		if m, err := mac.Normalize(m); err == nil {
+			pv.used[m] = true
+		}
+	}
 	for _, ifc := range d.Interfaces {
 		if ifc.MAC != "" {
 			if m, err := mac.Normalize(ifc.MAC); err == nil {
@@ -126,26 +181,7 @@ func ProvisionDoc(d *domain.Doc, opts Options) (*Result, error) {
 			}
 		}
 	}
-	rec := &domain.Record{Host: opts.Host}
-	repl := map[int]*libvirtxml.DomainInterface{}
-	var plans []Plan
-	for _, ifc := range d.Interfaces {
-		p, def, err := pv.iface(ifc)
-		if err != nil {
-			return nil, err
-		}
-		if p == nil {
-			continue // not managed by virtap
-		}
-		repl[ifc.Index] = def
-		plans = append(plans, *p)
-		rec.Interfaces = append(rec.Interfaces, record(p, d))
-	}
-	out, err := d.Render(repl, rec)
-	if err != nil {
-		return nil, err
-	}
-	return &Result{XML: out, Plans: plans, Record: rec, Doc: d, Unknown: pv.unknown}, nil
+	return pv, nil
 }
 
 // provisioner is the state of one ProvisionDoc call.

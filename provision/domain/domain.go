@@ -287,7 +287,8 @@ var emptyElem = sync.OnceValue(func() *regexp.Regexp {
 
 // Render returns the document with the interfaces in repl (by Index)
 // replaced, and virtap's metadata record set to rec (removed when rec is nil
-// or empty). Everything else is copied byte for byte.
+// or empty; kept byte for byte when rec is d.Record itself). Everything else
+// is copied byte for byte.
 func (d *Doc) Render(repl map[int]*libvirtxml.DomainInterface, rec *Record) ([]byte, error) {
 	type edit struct {
 		span Span
@@ -309,6 +310,7 @@ func (d *Doc) Render(repl map[int]*libvirtxml.DomainInterface, rec *Record) ([]b
 	empty := rec == nil || len(rec.Interfaces) == 0
 	inner := d.indent + d.indent
 	switch {
+	case rec != nil && rec == d.Record: // the document's own record: its bytes stay
 	case d.metaIn != nil && empty:
 		// Drop our element and the whitespace run before it.
 		s := d.metaIn.Start
