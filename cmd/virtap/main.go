@@ -98,6 +98,8 @@ described in virtap-policy.toml(5).`,
 	root.AddCommand(
 		provisionCmd(g),
 		defineCmd(g),
+		attachCmd(g),
+		detachCmd(g),
 		policyCmd(g),
 		hookCmd(g),
 		hooksCmd(g),

@@ -108,3 +108,12 @@ func ParseRecord(raw []byte) (*Record, *Doc, error) {
 	}
 	return d.Record, d, nil
 }
+
+// Element is the record as one element, as libvirt's metadata API
+// (virDomainSetMetadata) takes it; "" for a nil or empty record.
+func (r *Record) Element() string {
+	if r == nil || len(r.Interfaces) == 0 {
+		return ""
+	}
+	return r.marshal("")
+}
