@@ -242,6 +242,7 @@ func Run(ctx context.Context, env Env, p *policy.Policy, host string) (*Report, 
 		return rep, err
 	}
 	r.hostChecks()
+	r.driftCheck(p, host)
 	return rep, nil
 }
 

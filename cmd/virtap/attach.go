@@ -23,7 +23,7 @@ type hotplugLibvirt struct{ c *virt.Conn }
 var _ hotplug.Libvirt = hotplugLibvirt{}
 
 func (h hotplugLibvirt) Lookup(name string) (hotplug.Dom, error) {
-	d, err := h.c.Lookup(name)
+	d, err := h.c.Lookup(name, false)
 	return hotplug.Dom{Name: d.Name, Running: d.Running, Persistent: d.Persistent, Live: d.Live, Config: d.Config}, err
 }
 

@@ -6,19 +6,33 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/virtap/virtap/internal/virt"
-	"github.com/virtap/virtap/provision"
 )
 
 func defineCmd(g *globals) *cobra.Command {
 	var host string
 	var check checkFlags
+	rf := &redefineFlags{}
 	cmd := &cobra.Command{
-		Use:   "define [flags] GUEST.xml|-",
+		Use:   "define [flags] GUEST.xml|- | --domain NAME | --all",
 		Short: "Provision a domain and define it through the libvirt API (schema validation on)",
+		Long: `Provision GUEST.xml and define it through the libvirt API, with libvirt's schema
+validation on. With --domain NAME (or --all: every defined domain that carries virtap's
+record) re-provision defined domains from their persistent XML against the current
+policy, e.g. after a policy change; only interfaces that change are rewritten, and
+--dry-run prints a diff and changes nothing. Running guests keep their old interfaces
+until they are restarted: the command names them.`,
 		Example: `  virtap define examples/macvtap-bridge/guest.xml
-  virtap define --connect qemu+ssh://node2/system --host node2 guest.xml`,
-		Args: args(cobra.ExactArgs(1)),
+  virtap define --connect qemu+ssh://node2/system --host node2 guest.xml
+  virtap define --all --dry-run
+  virtap define --domain web1`,
+		Args: args(cobra.ArbitraryArgs),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if err := rf.check(a); err != nil {
+				return err
+			}
+			if rf.active() {
+				return g.redefine(cmd, rf, check.uri, host)
+			}
 			res, _, err := g.provision(a[0], host, false, check)
 			if err != nil {
 				return err
@@ -28,21 +42,8 @@ func defineCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			for _, p := range res.Plans {
-				if p.Backend != "network" {
-					continue
-				}
-				xml, err := provision.HostdevNetworkXML(p.Network)
-				if err != nil {
-					return err
-				}
-				created, err := c.EnsureNetwork(provision.HostdevNetwork(p.Network.Name), xml)
-				if err != nil {
-					return err
-				}
-				if created {
-					fmt.Fprintf(cmd.OutOrStdout(), "defined libvirt network %s (hostdev pool of %s)\n", provision.HostdevNetwork(p.Network.Name), p.Network.PF)
-				}
+			if err := ensureHostdevNetworks(c, cmd.OutOrStdout(), res.Plans); err != nil {
+				return err
 			}
 			name, id, err := c.Define(string(res.XML))
 			if err != nil {
@@ -55,5 +56,6 @@ func defineCmd(g *globals) *cobra.Command {
 	check.register(cmd)
 	completeHosts(g, cmd)
 	cmd.Flags().StringVar(&host, "host", "", "provision for this host's policy section (default: this machine's name)")
+	rf.bind(cmd)
 	return cmd
 }

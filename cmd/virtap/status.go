@@ -41,6 +41,8 @@ type statusView struct {
 	// anti-spoofing filter (gc puts them back).
 	Unfiltered []host.Unfiltered `json:"unfiltered"`
 	Fleet      *fleetView        `json:"fleet,omitempty"` // [fleet] only
+	// Drift lists guests whose record no longer matches the policy.
+	Drift []driftView `json:"drift"`
 }
 
 func statusCmd(g *globals) *cobra.Command {
@@ -127,6 +129,7 @@ func (g *globals) collectStatus(v *statusView, pol *policy.Policy, nets []string
 		return nil
 	}
 	doms, err := c.Domains()
+	v.Drift = guestDrift(c, pol, doms, g.log)
 	c.Close()
 	if err != nil {
 		v.Libvirt = err.Error()
@@ -184,6 +187,7 @@ func printStatus(cmd *cobra.Command, v *statusView, _ *policy.Policy) {
 	for _, u := range v.Unfiltered {
 		fmt.Fprintf(out, "\nWARNING: %s\n", u)
 	}
+	printDrift(out, v.Drift)
 	if v.Fleet != nil {
 		printFleet(out, v.Fleet)
 	}

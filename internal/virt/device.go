@@ -13,14 +13,15 @@ type Definitions struct {
 	Running    bool
 	Persistent bool
 	Live       string // the live XML; "" unless running
-	// Config is the persistent definition (inactive XML, with secure
-	// parts such as passwords, so that redefining it loses nothing);
-	// "" for a transient domain.
+	// Config is the persistent definition (inactive XML); "" for a
+	// transient domain.
 	Config string
 }
 
-// Lookup reads a domain by name (or UUID) with both its definitions.
-func (c *Conn) Lookup(name string) (Definitions, error) {
+// Lookup reads a domain by name (or UUID) with both its definitions;
+// secure adds the secure parts of the persistent one (passwords: needed to
+// redefine it without losing them; not on a read-only connection).
+func (c *Conn) Lookup(name string, secure bool) (Definitions, error) {
 	d, err := c.c.LookupDomainByName(name)
 	if err != nil {
 		if d, err = c.c.LookupDomainByUUIDString(name); err != nil {
@@ -47,7 +48,11 @@ func (c *Conn) Lookup(name string) (Definitions, error) {
 		}
 	}
 	if out.Persistent {
-		if out.Config, err = d.GetXMLDesc(libvirt.DOMAIN_XML_INACTIVE | libvirt.DOMAIN_XML_SECURE); err != nil {
+		f := libvirt.DOMAIN_XML_INACTIVE
+		if secure {
+			f |= libvirt.DOMAIN_XML_SECURE
+		}
+		if out.Config, err = d.GetXMLDesc(f); err != nil {
 			return out, fmt.Errorf("domain %s: persistent xml: %w", out.Name, err)
 		}
 	}
