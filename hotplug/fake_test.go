@@ -2,6 +2,7 @@ package hotplug
 
 import (
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -177,6 +178,11 @@ func (f *fakeLibvirt) SetMetadata(name, element string, w Where) error {
 	}
 	var rec *domain.Record
 	if element != "" {
+		if strings.Contains(element, "xmlns") {
+			return errors.New("internal error: failed to create a new XML namespace") // as libvirt
+		}
+		// libvirt puts the element and its children into the namespace.
+		element = strings.Replace(element, "<virtap", fmt.Sprintf("<virtap xmlns=%q", domain.Namespace), 1)
 		rec = &domain.Record{}
 		if err := xml.Unmarshal([]byte(element), rec); err != nil {
 			return err

@@ -66,15 +66,25 @@ func (r *Record) ByMAC(mac string) (IfaceRecord, bool) {
 
 // marshal writes the record with one interface per line; indent is the
 // indentation of the record's own start tag.
-func (r *Record) marshal(indent string) string {
+func (r *Record) marshal(indent string) string { return r.write(indent, true) }
+
+// write writes the record; ns: with virtap's prefix and its declaration,
+// else with neither.
+func (r *Record) write(indent string, ns bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "<%s:virtap xmlns:%s=%q", Prefix, Prefix, Namespace)
+	p := ""
+	if ns {
+		p = Prefix + ":"
+		fmt.Fprintf(&b, "<%svirtap xmlns:%s=%q", p, Prefix, Namespace)
+	} else {
+		b.WriteString("<virtap")
+	}
 	if r.Host != "" {
 		fmt.Fprintf(&b, " host=%s", attr(r.Host))
 	}
 	b.WriteString(">\n")
 	for _, i := range r.Interfaces {
-		fmt.Fprintf(&b, "%s  <%s:interface", indent, Prefix)
+		fmt.Fprintf(&b, "%s  <%sinterface", indent, p)
 		v := reflect.ValueOf(i)
 		t := v.Type()
 		for f := 0; f < t.NumField(); f++ {
@@ -88,7 +98,7 @@ func (r *Record) marshal(indent string) string {
 		}
 		b.WriteString("/>\n")
 	}
-	fmt.Fprintf(&b, "%s</%s:virtap>", indent, Prefix)
+	fmt.Fprintf(&b, "%s</%svirtap>", indent, p)
 	return b.String()
 }
 
@@ -109,11 +119,13 @@ func ParseRecord(raw []byte) (*Record, *Doc, error) {
 	return d.Record, d, nil
 }
 
-// Element is the record as one element, as libvirt's metadata API
-// (virDomainSetMetadata) takes it; "" for a nil or empty record.
+// Element is the record as one element in no namespace, as libvirt's
+// metadata API (virDomainSetMetadata) takes it: libvirt puts the element
+// and its children into the namespace given with the call, and refuses an
+// element that declares the prefix itself. "" for a nil or empty record.
 func (r *Record) Element() string {
 	if r == nil || len(r.Interfaces) == 0 {
 		return ""
 	}
-	return r.marshal("")
+	return r.write("", false)
 }
