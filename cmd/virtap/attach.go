@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -46,7 +45,7 @@ func (h hotplugLibvirt) SetMetadata(name, element string, w hotplug.Where) error
 type hotplugFlags struct {
 	uri, mac, model string
 	live, config    bool
-	asJSON          bool
+	out             outputFlags
 }
 
 // hotplugEnv connects to libvirt and loads the policy for attach/detach.
@@ -79,15 +78,15 @@ func (f *hotplugFlags) bind(cmd *cobra.Command) {
 	connectFlag(cmd, &f.uri)
 	fl.BoolVar(&f.live, "live", false, "change the running guest (default: the running guest and its persistent definition, whichever it has)")
 	fl.BoolVar(&f.config, "config", false, "change the persistent definition")
-	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
+	f.out.register(cmd)
 }
 
 func (f *hotplugFlags) where() hotplug.Where { return hotplug.Where{Live: f.live, Config: f.config} }
 
-func printJSON(cmd *cobra.Command, v any) error {
-	enc := json.NewEncoder(cmd.OutOrStdout())
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// hotplugDoc is attach's and detach's JSON/YAML document.
+type hotplugDoc struct {
+	SchemaVersion int `json:"schema_version"`
+	Result        any `json:"result"`
 }
 
 func attachCmd(g *globals) *cobra.Command {
@@ -106,6 +105,10 @@ failure undoes every step. The guest needs <features><acpi/></features> for hot-
 		Example: "  virtap attach web1 lan\n  virtap attach web1 dmz --mac 52:54:00:12:34:56 --model virtio --live",
 		Args:    args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			format, err := f.out.resolve(cmd)
+			if err != nil {
+				return err
+			}
 			env, done, err := g.hotplugEnv(f)
 			if err != nil {
 				return err
@@ -115,8 +118,8 @@ failure undoes every step. The guest needs <features><acpi/></features> for hot-
 			if err != nil {
 				return err
 			}
-			if f.asJSON {
-				return printJSON(cmd, res)
+			if format != formatTable {
+				return writeData(cmd.OutOrStdout(), format, hotplugDoc{SchemaVersion, res})
 			}
 			ir := res.Record
 			fmt.Fprintf(cmd.OutOrStdout(), "attached %s to %s (%s) on network %s (%s %s)", ir.MAC, res.Domain, res.Where, ir.Network, ir.Kind, ir.Mode)
@@ -149,6 +152,10 @@ address lease, state record and an unused host shim.`,
 		Example: "  virtap detach web1 52:54:00:12:34:56",
 		Args:    args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			format, err := f.out.resolve(cmd)
+			if err != nil {
+				return err
+			}
 			env, done, err := g.hotplugEnv(f)
 			if err != nil {
 				return err
@@ -158,8 +165,8 @@ address lease, state record and an unused host shim.`,
 			if err != nil {
 				return err
 			}
-			if f.asJSON {
-				return printJSON(cmd, res)
+			if format != formatTable {
+				return writeData(cmd.OutOrStdout(), format, hotplugDoc{SchemaVersion, res})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "detached %s from %s (%s)", res.Record.MAC, res.Domain, res.Where)
 			if res.Released {

@@ -139,14 +139,17 @@ func TestVirtapHotplugAndDrift(t *testing.T) {
 		g.Dump()
 		t.Fatal(err)
 	}
-	var att struct {
-		Interface domain.IfaceRecord `json:"interface"`
-		Device    string             `json:"device"`
-		Filter    bool               `json:"filter"`
+	var doc struct {
+		Result struct {
+			Interface domain.IfaceRecord `json:"interface"`
+			Device    string             `json:"device"`
+			Filter    bool               `json:"filter"`
+		} `json:"result"`
 	}
-	if err := json.Unmarshal([]byte(out), &att); err != nil {
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("attach --json: %v\n%s", err, out)
 	}
+	att := doc.Result
 	mac := att.Interface.MAC
 	t.Logf("attached %s on %s in %s: %s", mac, dmz, time.Since(start).Round(time.Millisecond), strings.TrimSpace(out))
 	g.WaitAfter(mark, `^VIRTAP-HOTPLUG eth1 `+regexp.QuoteMeta(strings.ToLower(mac))+`$`, loopTimeout)
