@@ -68,6 +68,11 @@ func Attach(e *Env, name string, req provision.AttachRequest, w Where) (*Attache
 	if other != nil {
 		opts.Taken = append(opts.Taken, usedMACs(other)...)
 	}
+	if e.Fleet != nil {
+		if opts.Fleet, err = e.Fleet(base); err != nil {
+			return nil, err
+		}
+	}
 	att, err := provision.PlanAttach(base, req, opts)
 	if err != nil {
 		return nil, fmt.Errorf("domain %s: %w", dom.Name, err)

@@ -66,6 +66,9 @@ type Env struct {
 	// Provision are the options PlanAttach runs with (policy, host, local
 	// lookups); Taken is filled in here.
 	Provision provision.Options
+	// Fleet, with [fleet] in the policy, makes planning claim the MAC and
+	// lease the pool address fleet-wide for the domain d (nil: no fleet).
+	Fleet func(d *domain.Doc) (*provision.Fleet, error)
 	// Realiser opens the state (taking its lock) and netlink; close lets
 	// go of both. Called once per step that changes the host.
 	Realiser func() (r *host.Realiser, close func(), err error)

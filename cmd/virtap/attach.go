@@ -70,7 +70,17 @@ func (g *globals) hotplugEnv(f *hotplugFlags) (*hotplug.Env, func(), error) {
 			return host.New(g.log, netdev.New(g.log, nil), st, paths.Roots{}), func() { _ = st.Close() }, nil
 		},
 	}
-	return env, c.Close, nil
+	closeAll := c.Close
+	if pol.Fleet != nil {
+		cl, err := g.openFleet(pol, h, fleetTimeout)
+		if err != nil {
+			c.Close()
+			return nil, nil, err
+		}
+		env.Fleet = func(d *domain.Doc) (*provision.Fleet, error) { return fleetProvision(cl, d) }
+		closeAll = func() { cl.Close(); c.Close() }
+	}
+	return env, closeAll, nil
 }
 
 func (f *hotplugFlags) bind(cmd *cobra.Command) {
