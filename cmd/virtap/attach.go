@@ -143,6 +143,13 @@ failure undoes every step. The guest needs <features><acpi/></features> for hot-
 			return nil
 		},
 	}
+	noHost := ""
+	cmd.ValidArgsFunction = func(cmd *cobra.Command, a []string, prefix string) ([]string, cobra.ShellCompDirective) {
+		if len(a) != 1 { // DOMAIN: libvirt's, not completed here
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return completeNetworks(g, &noHost)(cmd, nil, prefix)
+	}
 	f.bind(cmd)
 	cmd.Flags().StringVar(&f.mac, "mac", "", "the interface's MAC (default: derived from the domain's UUID and the interface's position)")
 	cmd.Flags().StringVar(&f.model, "model", "", "the NIC model (default: the network's model)")

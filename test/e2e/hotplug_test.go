@@ -191,6 +191,15 @@ func TestVirtapHotplugAndDrift(t *testing.T) {
 		if err := st.Running(g); err != nil { // every interface of the record has a state record
 			t.Fatal(err)
 		}
+		listed := false
+		for _, sg := range st.Guests {
+			for _, i := range sg.Interfaces {
+				listed = listed || sg.Name == g.Name && strings.EqualFold(i.MAC, mac) && i.Network == dmz && i.Trust == "untrusted"
+			}
+		}
+		if !listed {
+			t.Fatalf("status does not list %s on %s for %s: %+v", mac, dmz, g.Name, st.Guests)
+		}
 		for _, f := range st.Filters {
 			if f.Device == target {
 				seen = f.Seen
