@@ -93,6 +93,7 @@ var rank = map[string]int{
 	"vepa":        2,
 	"host":        3,
 	"hooks":       4,
+	"hotplug":     4,
 	"doctor":      5,
 	"metrics":     5,
 	"cmd":         6,
