@@ -25,7 +25,7 @@ func (c *Conn) Lookup(name string, secure bool) (Definitions, error) {
 	d, err := c.c.LookupDomainByName(name)
 	if err != nil {
 		if d, err = c.c.LookupDomainByUUIDString(name); err != nil {
-			return Definitions{}, fmt.Errorf("domain %s: %w", name, err)
+			return Definitions{}, fmt.Errorf("domain %s: %w", name, Err(err))
 		}
 	}
 	defer d.Free()
@@ -89,10 +89,10 @@ func deviceFlags(live, config bool) libvirt.DomainDeviceModifyFlags {
 func (c *Conn) withDomain(name string, f func(d *libvirt.Domain) error) error {
 	d, err := c.c.LookupDomainByName(name)
 	if err != nil {
-		return fmt.Errorf("domain %s: %w", name, err)
+		return fmt.Errorf("domain %s: %w", name, Err(err))
 	}
 	defer d.Free()
-	return f(d)
+	return Err(f(d))
 }
 
 // AttachDevice adds a device to the running domain (live) and/or its

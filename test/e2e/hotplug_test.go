@@ -212,23 +212,37 @@ func TestVirtapHotplugAndDrift(t *testing.T) {
 	}
 	t.Logf("status: %s filtered on %s, %d frame(s) seen", mac, target, seen)
 
-	t.Run("unknown-network", func(t *testing.T) {
+	// A refused attach changes nothing: not the guest's interfaces, not its
+	// XML (record and interfaces), not the tagged devices, not the filters.
+	refused := func(t *testing.T, want string, args ...string) {
+		t.Helper()
 		before, _ := g.Interfaces()
 		links, _ := harness.TaggedLinks()
-		_, err := vrun(v, "--policy", pol, "attach", g.Name, topo.Prefix+"-nosuch")
-		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("network %q is not in", topo.Prefix+"-nosuch")) {
-			t.Fatalf("attach to an unknown network: %v", err)
+		filters, _ := nft.New(nil).Installed(u)
+		_, err := vrun(v, append([]string{"--policy", pol, "attach"}, args...)...)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("attach %v: want an error with %q, got %v", args, want, err)
 		}
 		t.Logf("refused: %v", err)
 		after, _ := g.Interfaces()
 		links2, _ := harness.TaggedLinks()
-		if fmt.Sprint(before) != fmt.Sprint(after) || len(links) != len(links2) {
-			t.Fatalf("a refused attach changed something: interfaces %v -> %v, tagged links %d -> %d", before, after, len(links), len(links2))
+		filters2, _ := nft.New(nil).Installed(u)
+		if fmt.Sprint(before) != fmt.Sprint(after) || len(links) != len(links2) || fmt.Sprint(filters) != fmt.Sprint(filters2) {
+			t.Fatalf("a refused attach changed something: interfaces %v -> %v, tagged links %d -> %d, filters %v -> %v",
+				before, after, len(links), len(links2), filters, filters2)
 		}
 		l2, c2 := domXMLs(t, g.Name)
 		if l2.Record.Element() != live.Record.Element() || c2.Record.Element() != config.Record.Element() || len(c2.Interfaces) != len(config.Interfaces) {
 			t.Fatal("a refused attach changed the domain's XML")
 		}
+	}
+	t.Run("unknown-network", func(t *testing.T) {
+		refused(t, fmt.Sprintf("network %q is not in", topo.Prefix+"-nosuch"), g.Name, topo.Prefix+"-nosuch")
+	})
+	// libvirt refuses the device after virtap recorded it and did the host
+	// side: everything is rolled back.
+	t.Run("libvirt-refuses", func(t *testing.T) {
+		refused(t, "rolled back", "--model", "nosuchnic", g.Name, dmz)
 	})
 
 	// Detach: nothing of it is left.
