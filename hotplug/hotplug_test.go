@@ -7,9 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
 
 	"github.com/virtap/virtap/host"
 	"github.com/virtap/virtap/internal/netdev"
@@ -65,6 +67,18 @@ func newFixture(t *testing.T) *fixture {
 	ns := nstest.New(t)
 	ns.Veth(t, "up0", "up0p", nil)
 	ns.Veth(t, "hpvf0", "hpvf0p", nil)
+	// The pool counts a member whose operational state is not up yet
+	// (lower layer down: its peer's link comes up a moment later) as busy.
+	for i := 0; ; i++ {
+		l, err := ns.NL.LinkByName("hpvf0")
+		if err == nil && l.Attrs().OperState == netlink.OperUp {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("hpvf0 not operationally up: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	dir := t.TempDir()
 	polPath := filepath.Join(dir, "policy.toml")
 	if err := os.WriteFile(polPath, []byte(testPolicy), 0o600); err != nil {
