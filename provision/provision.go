@@ -5,8 +5,6 @@ package provision
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/base32"
 	"fmt"
 	"net"
 	"os"
@@ -14,7 +12,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/google/uuid"
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/virtap/virtap/internal/ifname"
@@ -348,37 +345,6 @@ func ipvtapMAC(nw *policy.Network, opts Options) (string, error) {
 		return hw.String(), nil
 	}
 	return "", fmt.Errorf("ipvtap guests use their parent's MAC, which virtap cannot read for host %q from here; set parent_mac = \"...\" for %s in [hosts.%s.networks.%s]", opts.Host, nw.Parent, opts.Host, nw.Name)
-}
-
-// HostdevNetwork is the libvirt network that holds a hostdev pool.
-func HostdevNetwork(network string) string { return "virtap-" + network }
-
-// HostdevNetworkXML is the libvirt network definition of a hostdev pool:
-// libvirt allocates one VF of the PF to each starting guest.
-func HostdevNetworkXML(nw *policy.Network) (string, error) {
-	n := libvirtxml.Network{
-		Name:    HostdevNetwork(nw.Name),
-		Forward: &libvirtxml.NetworkForward{Mode: "hostdev", Managed: "yes", PFs: []libvirtxml.NetworkForwardPF{{Dev: nw.PF}}},
-	}
-	return n.Marshal()
-}
-
-// DeviceName is the deterministic host device name (at most 15 characters)
-// for a guest interface that virtap creates itself: "vt" + kind letter + 12
-// characters of base32(SHA-256(seed, MAC, network)).
-func DeviceName(kind, seed, macAddr, network string) string {
-	letter := "p"
-	if kind == policy.KindIpvtap {
-		letter = "i"
-	}
-	sum := sha256.Sum256([]byte("virtap-dev\x00" + seed + "\x00" + macAddr + "\x00" + network))
-	enc := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))
-	return "vt" + letter + enc[:12]
-}
-
-// InstanceID derives a stable 802.1Qbg instance UUID for one guest interface.
-func InstanceID(seed, macAddr string) string {
-	return uuid.NewSHA1(uuid.MustParse("6f1d9a4e-3c55-4a8e-9a53-0f7a0c1c2b7e"), []byte(seed+"\x00"+macAddr)).String()
 }
 
 // explicitSettings lists the interface settings the guest gave itself. On
