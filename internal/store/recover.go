@@ -57,11 +57,31 @@ func openDB(path string, o *bolt.Options, first func(*bolt.DB) error) (db *bolt.
 		// database", "file size too small", checksum, version.
 		return nil, &CorruptError{Path: path, Cause: err.Error()}
 	}
+	if err := checkSize(path, db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := first(db); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return db, nil
+}
+
+// checkSize refuses a file shorter than the pages its meta page counts: a
+// page past the end would fault in the mmap, and bbolt's own Check reads
+// pages in a goroutine where that fault is fatal.
+func checkSize(path string, db *bolt.DB) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return db.View(func(tx *bolt.Tx) error {
+		if tx.Size() > fi.Size() {
+			return &CorruptError{Path: path, Cause: fmt.Sprintf("the file has %d bytes, its meta page counts %d", fi.Size(), tx.Size())}
+		}
+		return nil
+	})
 }
 
 // guard runs a transaction function, turning a bbolt panic on a damaged
