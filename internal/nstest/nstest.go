@@ -30,6 +30,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -224,6 +225,27 @@ func (ns *NS) Veth(t testing.TB, name, peerName string, peer *NS) {
 	}
 	ns.mustUp(t, name)
 	peer.mustUp(t, peerName)
+	ns.WaitOperUp(t, name)
+	peer.WaitOperUp(t, peerName)
+}
+
+// WaitOperUp waits until link name reports operstate up. The kernel's
+// linkwatch moves a link there asynchronously after carrier comes, later
+// under load; code that reads operstate (pool usage, doctor) would
+// otherwise see "lowerlayerdown" on a link the test just set up.
+func (ns *NS) WaitOperUp(t testing.TB, name string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l := ns.Link(t, name)
+		if l.Attrs().OperState == netlink.OperUp {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nstest: %s: operstate %s, not up after 10s", name, l.Attrs().OperState)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Bridge creates a Linux bridge (a learning switch) named name, up.
