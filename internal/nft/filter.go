@@ -97,6 +97,11 @@ type Spec struct {
 	Addresses []netip.Addr
 	// Learn is LearnDHCP, LearnNone ("" means the same) or LearnOpen.
 	Learn string
+	// Extras are addresses the guest may use besides these (containers it
+	// runs on ipvlan, extra.go): the elements of the interface's sets,
+	// which AddExtras and DelExtras change at run time. Apply makes the
+	// sets hold exactly these.
+	Extras []netip.Addr
 }
 
 // Validate checks a spec before anything is sent to the kernel.
@@ -123,7 +128,7 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("filter: address %v cannot be a guest's source address", a)
 		}
 	}
-	return nil
+	return checkExtras(s.Extras)
 }
 
 func (s Spec) learn() string {
@@ -229,10 +234,21 @@ func (m *Manager) Apply(s Spec) error {
 	if err != nil {
 		return err
 	}
+	have, err := setNames(c, t)
+	if err != nil {
+		return err
+	}
 	want := seenComment(s)
 	if len(old) > 0 && m.current(c, t, base) == want {
-		// Same device, MAC and addresses: keep the rules and their counters.
-		m.log.Debug("filter unchanged", "domain", s.Domain.String(), "mac", s.MAC.String(), "device", s.Device)
+		// Same device, MAC and addresses: keep the rules and their
+		// counters; only the extra addresses are made to match.
+		if _, _, err := extraSets(c, t, base, have, s.Extras); err != nil {
+			return err
+		}
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("nftables: extra addresses of %s: %w", s.MAC, err)
+		}
+		m.log.Debug("filter unchanged", "domain", s.Domain.String(), "mac", s.MAC.String(), "device", s.Device, "extras", len(s.Extras))
 		return nil
 	}
 	c.AddTable(t)
@@ -241,12 +257,16 @@ func (m *Manager) Apply(s Spec) error {
 	if err != nil {
 		return err
 	}
-	buildChains(c, t, s, learn)
+	x4, x6, err := extraSets(c, t, base, have, s.Extras)
+	if err != nil {
+		return err
+	}
+	buildChains(c, t, s, learn, x4, x6)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: install filter for %s on %s: %w", s.MAC, s.Device, err)
 	}
 	m.log.Info("filter installed", "uuid", s.Domain.String(), "mac", s.MAC.String(), "device", s.Device,
-		"addresses", len(s.Addresses), "replaced", len(old) > 0)
+		"addresses", len(s.Addresses), "extras", len(s.Extras), "replaced", len(old) > 0)
 	return nil
 }
 
@@ -288,7 +308,7 @@ func (m *Manager) learnedSet(c *nftables.Conn, t *nftables.Table, base string, w
 // re-applying an unchanged spec keeps the counters.
 func seenComment(s Spec) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "v2\x00%s\x00%s\x00%s\x00%s", s.Domain, s.MAC, s.Device, s.learn())
+	fmt.Fprintf(h, "v3\x00%s\x00%s\x00%s\x00%s", s.Domain, s.MAC, s.Device, s.learn())
 	as := append([]netip.Addr(nil), s.Addresses...)
 	sort.Slice(as, func(i, j int) bool { return as[i].Less(as[j]) })
 	for _, a := range as {
@@ -322,6 +342,11 @@ func (m *Manager) RemoveInterface(domain uuid.UUID, mac net.HardwareAddr) error 
 	if _, err := m.learnedSet(c, t, ChainName(mac), false); err != nil {
 		return err
 	}
+	have, err := setNames(c, t)
+	if err != nil {
+		return err
+	}
+	delExtraSets(c, t, ChainName(mac), have)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: remove filter for %s: %w", mac, err)
 	}

@@ -92,6 +92,7 @@ type builder struct {
 	v4, v6 [][]byte
 	open   bool
 	learn  *nftables.Set // the learned IPv4 set; nil unless learn = dhcp
+	x4, x6 *nftables.Set // the extra addresses (extra.go)
 }
 
 func (b *builder) add(ch *nftables.Chain, rs ...rule) {
@@ -106,8 +107,8 @@ func (b *builder) sub(suffix string) *nftables.Chain {
 
 // buildChains queues the chains and rules of one interface. learn is the
 // interface's learned-address set (nil: nothing is learned).
-func buildChains(c *nftables.Conn, t *nftables.Table, s Spec, learn *nftables.Set) {
-	b := &builder{c: c, t: t, s: s, base: ChainName(s.MAC), mac: []byte(s.MAC), open: s.Learn == LearnOpen, learn: learn}
+func buildChains(c *nftables.Conn, t *nftables.Table, s Spec, learn, x4, x6 *nftables.Set) {
+	b := &builder{c: c, t: t, s: s, base: ChainName(s.MAC), mac: []byte(s.MAC), open: s.Learn == LearnOpen, learn: learn, x4: x4, x6: x6}
 	for _, a := range s.Addresses {
 		a = a.Unmap()
 		if a.Is4() {
@@ -151,11 +152,17 @@ func (b *builder) arpChain() *nftables.Chain {
 	for _, a := range append([][]byte{{0, 0, 0, 0}}, b.v4...) {
 		b.add(arp, accept(ll(28, 4), eq(a)))
 	}
+	b.add(arp, accept(ll(28, 4), in(b.x4)))
 	if b.learn != nil {
 		b.add(arp, accept(ll(28, 4), b.lookup()))
 	}
 	b.add(arp, drop(ReasonARPIP))
 	return arp
+}
+
+// in matches register 1 against a set's elements.
+func in(s *nftables.Set) expr.Any {
+	return &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID}
 }
 
 func (b *builder) lookup() expr.Any {
@@ -181,6 +188,7 @@ func (b *builder) ip4Chain() *nftables.Chain {
 	for _, a := range b.v4 {
 		b.add(ip4, accept(nh(12, 4), eq(a)))
 	}
+	b.add(ip4, accept(nh(12, 4), in(b.x4)))
 	if b.learn != nil {
 		b.add(ip4, accept(nh(12, 4), b.lookup()))
 	}
@@ -258,6 +266,7 @@ func (b *builder) own6(full, iid expr.Any, verdict expr.VerdictKind) []rule {
 	for _, a := range b.v6 {
 		rs = append(rs, v(full, eq(a)))
 	}
+	rs = append(rs, v(full, in(b.x6)))
 	return append(rs, v(iid, eq(EUI64(b.s.MAC))))
 }
 
