@@ -267,7 +267,7 @@ func (s *Store) DeleteDomain(domUUID string) error {
 }
 
 // Forget removes everything recorded for a domain in one transaction: its
-// record, its reservations and its leases.
+// record, its reservations, its leases and its extra addresses.
 func (s *Store) Forget(domUUID string) error {
 	u, err := NormalizeUUID(domUUID)
 	if err != nil {
@@ -278,6 +278,9 @@ func (s *Store) Forget(domUUID string) error {
 			return err
 		}
 		if _, err := releaseHolder(tx, u); err != nil {
+			return err
+		}
+		if _, err := releaseExtras(tx, u); err != nil {
 			return err
 		}
 		_, err := releaseLeases(tx, u)
