@@ -58,6 +58,7 @@ type Plan struct {
 	// Explicit are the settings the guest's XML gave itself (driver,
 	// queues, mtu): they win over the policy's automatic values.
 	Explicit []string
+	Extra    []string // the policy's extra addresses on this network (nested containers)
 }
 
 // Error is a provisioning error about one interface.
@@ -250,6 +251,7 @@ func guestAddresses(p *Plan, pol *policy.Policy, d *domain.Doc) {
 		} else {
 			p.Fixed = as
 		}
+		p.Extra = g.ExtraAddresses[nw.Name]
 	}
 }
 
@@ -544,7 +546,7 @@ func virtualPort(vp *policy.VirtualPort, seed, macAddr string) *libvirtxml.Domai
 	}
 }
 
-func record(p *Plan, _ *domain.Doc) domain.IfaceRecord {
+func record(p *Plan, d *domain.Doc) domain.IfaceRecord {
 	nw := p.Network
 	r := domain.IfaceRecord{
 		MAC: p.MAC, Network: nw.Name, Kind: nw.Kind, Mode: nw.Mode, Flag: nw.Flag, Parent: nw.Parent,
@@ -555,6 +557,14 @@ func record(p *Plan, _ *domain.Doc) domain.IfaceRecord {
 	if nw.Trust == policy.TrustUntrusted && (nw.Kind == policy.KindMacvtap || nw.Kind == policy.KindIpvtap) {
 		r.Fixed = strings.Join(p.Fixed, " ")
 		r.Learn = nw.Learn
+	}
+	if nw.Kind == policy.KindMacvtap || nw.Kind == policy.KindIpvtap {
+		r.Extra = strings.Join(p.Extra, " ")
+		// Run-time extras (virtap addr) stay with the interface, and so
+		// travel with the guest when it migrates.
+		if prior, ok := d.Record.ByMAC(p.MAC); ok && prior.Network == nw.Name {
+			r.Added = prior.Added
+		}
 	}
 	if nw.Kind == policy.KindPassthrough {
 		r.SpoofChk = "off"

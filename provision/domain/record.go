@@ -48,6 +48,8 @@ type IfaceRecord struct {
 	// (driver, queues, mtu), which win over the policy's automatic values;
 	// the others in the provisioned XML are virtap's and follow the policy.
 	Explicit string `xml:"explicit,attr,omitempty"`
+	Extra    string `xml:"extra,attr,omitempty"` // macvtap/ipvtap: the policy's extra addresses (nested containers), space-separated
+	Added    string `xml:"added,attr,omitempty"` // macvtap/ipvtap: extra addresses added at run time (virtap addr), space-separated
 }
 
 // ByMAC returns the record of the interface with that MAC.

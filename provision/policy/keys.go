@@ -41,6 +41,7 @@ type rawNetwork struct {
 	SpoofChk            *bool        `toml:"spoofchk" kinds:"passthrough"`
 	MaxTxRate           *int         `toml:"max_tx_rate" kinds:"passthrough"`
 	MaxMACs             *int         `toml:"max_macs" kinds:"macvtap,ipvtap"`
+	MaxExtraAddresses   *int         `toml:"max_extra_addresses" kinds:"macvtap,ipvtap"`
 	Addresses           *string      `toml:"addresses" kinds:"ipvtap"`
 	Learn               *string      `toml:"learn" kinds:"macvtap,ipvtap"`
 	Range               *string      `toml:"range" kinds:"ipvtap"`

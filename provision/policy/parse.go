@@ -66,6 +66,9 @@ func (ps *parser) guests(p *Policy) {
 		for nw, as := range g.Addresses {
 			ps.fixedAddresses([]string{"guests", name, "addresses", nw}, nw, as)
 		}
+		for nw, as := range g.ExtraAddresses {
+			ps.extraAddresses([]string{"guests", name, "extra_addresses", nw}, nw, as)
+		}
 		key := name
 		if u, err := uuid.Parse(name); err == nil {
 			key = u.String()

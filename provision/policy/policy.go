@@ -102,6 +102,9 @@ type Network struct {
 	SpoofChk  bool `json:"spoofchk"`
 	MaxTxRate int  `json:"max_tx_rate,omitempty"`
 	MaxMACs   int  `json:"max_macs"`
+	// MaxExtraAddresses caps the extra addresses of one guest interface
+	// (policy-fixed and run-time together; a prefix counts its size).
+	MaxExtraAddresses int `json:"max_extra_addresses,omitempty"`
 
 	Addresses string `json:"addresses,omitempty"`
 	Range     string `json:"range,omitempty"`
@@ -151,6 +154,11 @@ type Guest struct {
 	// an ipvtap network with an address pool it is exactly one address,
 	// inside the pool's CIDR and outside its range: the guest's lease.
 	Addresses map[string]AddrList `toml:"addresses" json:"addresses,omitempty"`
+	// ExtraAddresses are addresses or small prefixes per network the
+	// guest may use besides its own, for containers it runs on ipvlan:
+	// { lan = ["192.0.2.48/28", "2001:db8::50"] }. Run-time ones are added
+	// with virtap addr add.
+	ExtraAddresses map[string]AddrList `toml:"extra_addresses" json:"extra_addresses,omitempty"`
 }
 
 // AddrList is one address or a list of them.

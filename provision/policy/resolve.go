@@ -100,6 +100,15 @@ func (v *validator) common(r *rawNetwork, n *Network) {
 			v.fail([]string{"max_macs"}, "must be from 1 to 65536, not %d", n.MaxMACs)
 		}
 	}
+	if n.Kind == KindMacvtap || n.Kind == KindIpvtap {
+		n.MaxExtraAddresses = DefaultMaxExtraAddresses
+	}
+	if r.MaxExtraAddresses != nil {
+		n.MaxExtraAddresses = *r.MaxExtraAddresses
+		if n.MaxExtraAddresses < 0 || n.MaxExtraAddresses > 65536 {
+			v.fail([]string{"max_extra_addresses"}, "must be from 0 (none) to 65536, not %d", n.MaxExtraAddresses)
+		}
+	}
 	n.SpoofChk = true
 }
 
