@@ -77,7 +77,11 @@ func (r *Realiser) filterSpec(g *Guest, ir IfaceRecordAlias, device string) (nft
 		}
 		addrs = append(addrs, a)
 	}
-	s := nft.Spec{Domain: g.UUID, MAC: hw, Device: device, Addresses: addrs, Learn: learnOf(ir)}
+	extras, err := r.extraPrefixes(g.UUID, ir)
+	if err != nil {
+		return nft.Spec{}, err
+	}
+	s := nft.Spec{Domain: g.UUID, MAC: hw, Device: device, Addresses: addrs, Learn: learnOf(ir), Extras: ExpandAll(extras)}
 	return s, s.Validate()
 }
 

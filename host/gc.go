@@ -15,7 +15,7 @@ import (
 
 // GCAction is one thing gc removed (or would remove, in a dry run).
 type GCAction struct {
-	What   string `json:"what"`   // device | record | filter | reservation | lease | shim | onlink | vlan | probe
+	What   string `json:"what"`   // device | record | filter | reservation | lease | extra | shim | onlink | vlan | probe
 	Name   string `json:"name"`   // device name, or domain UUID for records
 	Domain string `json:"domain"` // the owner, when known
 	Reason string `json:"reason"`
@@ -41,6 +41,7 @@ func (r *Realiser) GC(running func(uuid.UUID) bool, defined func(uuid.UUID) bool
 	}
 	g.releaseGone()
 	g.leases()
+	g.extras()
 	if err := g.shims(); err != nil {
 		return g.acts, err
 	}

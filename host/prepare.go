@@ -43,6 +43,9 @@ func (r *Realiser) Prepare(g *Guest) (err error) {
 	// taps, or libvirt's hostdev network picks the VF) are recorded at the
 	// end in one transaction: there is no host change to protect with a
 	// write-ahead record, and one fsync instead of two per interface.
+	if err := r.importExtras(g); err != nil {
+		return err
+	}
 	var plain []store.Iface
 	for _, ir := range rec.Interfaces {
 		isPlain, err := r.prepareIface(g, ir, undo)
@@ -107,6 +110,9 @@ func (r *Realiser) prepareIface(g *Guest, ir domain.IfaceRecord, undo *revert) (
 		// The filter went on with the device, before the lease: again with it.
 		if err := r.applyFilter(g, ir, ir.Device, nil); err != nil {
 			return false, fail(err, "network %q: anti-spoofing filter on %s: %v", ir.Network, ir.Device, err)
+		}
+		if err := r.prepareExtras(g, ir); err != nil {
+			return false, fail(err, "network %q extra addresses: %v", ir.Network, err)
 		}
 		if err := r.prepareOnLink(g, ir, undo); err != nil {
 			return false, fail(err, "network %q on_link: %v", ir.Network, err)

@@ -108,6 +108,7 @@ described in virtap-policy.toml(5).`,
 		doctorCmd(g),
 		metricsCmd(g),
 		versionCmd(g),
+		addrCmd(g),
 		genDocsCmd(),
 	)
 	return root

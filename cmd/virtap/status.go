@@ -43,6 +43,8 @@ type statusView struct {
 	Fleet      *fleetView        `json:"fleet,omitempty"` // [fleet] only
 	// Drift lists guests whose record no longer matches the policy.
 	Drift []driftView `json:"drift"`
+	// Extras are the guests' extra addresses (policy and virtap addr).
+	Extras []extraView `json:"extras"`
 }
 
 func statusCmd(g *globals) *cobra.Command {
@@ -113,7 +115,9 @@ func (g *globals) collectStatus(v *statusView, pol *policy.Policy, nets []string
 		return err
 	}
 	s, err := host.Collect(st, netdev.New(g.log, nil), nets, pools, paths.Sys)
+	var extras []store.Extra
 	if st != nil {
+		extras, _ = st.AllExtras()
 		st.Close()
 	}
 	if err != nil {
@@ -149,6 +153,7 @@ func (g *globals) collectStatus(v *statusView, pol *policy.Policy, nets []string
 		}
 		v.Guests = append(v.Guests, guestView{Name: d.Name, UUID: d.UUID.String(), State: state, Interfaces: rec.Interfaces})
 	}
+	v.Extras = extraRows(doms, extras)
 	if v.Unfiltered, err = host.MissingFilters(nft.New(g.log), live); err != nil {
 		v.Libvirt = strings.TrimSpace(v.Libvirt + " " + err.Error())
 	}
@@ -183,6 +188,10 @@ func printStatus(cmd *cobra.Command, v *statusView, _ *policy.Policy) {
 	if len(v.Filters) > 0 {
 		fmt.Fprintln(out)
 		printFilters(out, v, names)
+	}
+	if len(v.Extras) > 0 {
+		fmt.Fprintln(out)
+		printExtras(out, v.Extras)
 	}
 	for _, u := range v.Unfiltered {
 		fmt.Fprintf(out, "\nWARNING: %s\n", u)
