@@ -1,7 +1,10 @@
 package host
 
 import (
+	"fmt"
+	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -57,5 +60,46 @@ func TestParsePrefixesExpand(t *testing.T) {
 	}
 	if _, err := ParsePrefixes("192.0.2.48/30 nope"); err == nil {
 		t.Error("a bad record entry was accepted")
+	}
+}
+
+// The hook path: at start the filter's sets hold the store's extras and
+// those the record brought (imported into the store first); ChangeExtras
+// takes one back at once.
+func TestStartAppliesStoredAndRecordedExtras(t *testing.T) {
+	f := newFixture(t)
+	mac := net.HardwareAddr{0x52, 0x54, 0x00, 0x31, 0x00, 0x09}
+	f.libvirtMacvtap(t, "macvtap9", mac)
+	g := f.liveGuest(t, mac, "macvtap9", "untrusted")
+	g.Doc.Record.Interfaces[0].Added = "192.0.2.51/32"
+	if _, err := f.r.Store.AddExtra(f.dom.String(), "web", mac.String(), "lan", netip.MustParsePrefix("192.0.2.50/32"), 16); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.r.importExtras(g); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.r.Starting(g); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.fm.Extras(f.dom, mac)
+	if err != nil || fmt.Sprint(got) != "[192.0.2.50 192.0.2.51]" {
+		t.Fatalf("filter extras = %v, %v", got, err)
+	}
+	es, _ := f.r.Store.ExtrasOf(f.dom.String())
+	if len(es) != 1 || strings.Join(es[0].Prefixes, " ") != "192.0.2.50/32 192.0.2.51/32" {
+		t.Fatalf("the record's extra was not imported into the store: %+v", es)
+	}
+	// Another guest's record bringing the same address is refused.
+	other := f.liveGuest(t, net.HardwareAddr{0x52, 0x54, 0x00, 0x31, 0x00, 0x0a}, "macvtap9", "untrusted")
+	other.UUID = uuid.New()
+	other.Doc.Record.Interfaces[0].Added = "192.0.2.50/32"
+	if err := f.r.importExtras(other); err == nil || !strings.Contains(err.Error(), "192.0.2.50") {
+		t.Errorf("another guest's record took 192.0.2.50: %v", err)
+	}
+	if err := ChangeExtras(f.r.Log, f.r.Net.Handle(), f.dom, g.Doc.Record.Interfaces[0], "macvtap9", []netip.Addr{netip.MustParseAddr("192.0.2.50")}, false); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.fm.Extras(f.dom, mac); fmt.Sprint(got) != "[192.0.2.51]" {
+		t.Errorf("after ChangeExtras del: %v", got)
 	}
 }

@@ -53,7 +53,11 @@ func FromPolicy(d *domain.Doc, pol *policy.Policy, host string) (*domain.Record,
 		// A fleet lease is a fact about this domain, not a policy value: it
 		// stays, and the hook checks it against the current pool (host/fleet.go).
 		p.Leased = ir.Leased
-		out.Interfaces = append(out.Interfaces, record(p, d))
+		r := record(p, d)
+		if err := checkAdded(nw, r); err != nil {
+			return nil, fail("%v", err)
+		}
+		out.Interfaces = append(out.Interfaces, r)
 	}
 	return out, nil
 }

@@ -14,7 +14,7 @@ trust = "untrusted"
 
 [networks.pool]
 kind = "ipvtap"
-parent = "eth0"
+parent = "eth1"
 addresses = "192.0.2.0/24"
 range = "192.0.2.100-192.0.2.199"
 gateway = "192.0.2.1"
