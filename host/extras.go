@@ -155,7 +155,7 @@ func ChangeExtras(log hclog.Logger, h *netlink.Handle, u uuid.UUID, ir IfaceReco
 	if err := AddGuestAddresses(h, device, addrs); err != nil {
 		return err
 	}
-	if err := Announce(device, addrs); err != nil {
+	if err := announce(device, addrs); err != nil {
 		log.Named("ipvtap").Warn("extra addresses not announced", "device", device, "error", err)
 	}
 	return nil
@@ -178,11 +178,11 @@ func DelGuestAddresses(h *netlink.Handle, dev string, addrs []netip.Addr) error 
 	return nil
 }
 
-// Announce sends a gratuitous ARP (IPv4) or an unsolicited neighbour
+// announce sends a gratuitous ARP (IPv4) or an unsolicited neighbour
 // advertisement with the override flag (IPv6) for each address from dev
 // (in the calling thread's namespace), so that neighbours update their
 // caches at once. On ipvtap the device carries its parent's MAC.
-func Announce(dev string, addrs []netip.Addr) error {
+func announce(dev string, addrs []netip.Addr) error {
 	link, err := netlink.LinkByName(dev)
 	if err != nil {
 		return fmt.Errorf("device %s: %w", dev, err)
