@@ -48,7 +48,7 @@ func CloudInit(res *Result, lease Lease) (map[string][]byte, error) {
 	if n == 0 {
 		return nil, fmt.Errorf("no interface of domain %q joins a network with an address pool (addresses = \"CIDR\"); nothing to configure", d.Name)
 	}
-	meta := fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", d.UUID, hostnameOf(d.Name))
+	meta := fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", d.UUID, hostnameOf(d.Name)) + extrasMeta(res)
 	return map[string][]byte{"network-config": []byte(nc.String()), "meta-data": []byte(meta)}, nil
 }
 
@@ -71,4 +71,27 @@ func hostnameOf(name string) string {
 		h = h[:63]
 	}
 	return h
+}
+
+// extrasMeta lists each interface's extra addresses (for containers the
+// guest runs on ipvlan: the policy's and those added with virtap addr) in
+// the meta-data, by MAC, for the guest's own tooling to read
+// (cloud-init query ds.meta_data.virtap_extra_addresses). They are not
+// put on the guest's interface: they belong to the containers.
+func extrasMeta(res *Result) string {
+	if res.Record == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, ir := range res.Record.Interfaces {
+		as := strings.Fields(ir.Extra + " " + ir.Added)
+		if len(as) == 0 {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("virtap_extra_addresses:\n")
+		}
+		fmt.Fprintf(&b, "  %q: [\"%s\"]\n", ir.MAC, strings.Join(as, "\", \""))
+	}
+	return b.String()
 }

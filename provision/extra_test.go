@@ -2,6 +2,7 @@ package provision
 
 import (
 	"bytes"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -60,5 +61,34 @@ extra_addresses = { ut = "192.0.2.60" }
 		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
 			t.Errorf("added %q: %v, want an error saying %q", added, err, want)
 		}
+	}
+}
+
+// The cloud-init seed's meta-data lists the extra addresses by MAC.
+func TestCloudInitListsExtras(t *testing.T) {
+	pol, err := policy.Parse("p.toml", []byte(`[networks.ut]
+kind = "ipvtap"
+parent = "up0"
+addresses = "192.0.2.0/24"
+range = "192.0.2.100-192.0.2.199"
+parent_mac = "02:00:00:00:00:01"
+[guests.g]
+extra_addresses = { ut = ["192.0.2.60", "192.0.2.64/30"] }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := []byte("<domain><name>g</name><uuid>6f1c4e36-2d6b-4e59-9d0a-000000000003</uuid><devices><interface type='network'><source network='ut'/></interface></devices></domain>")
+	res, err := Provision(raw, Options{Policy: pol, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := CloudInit(res, func(Plan) (netip.Addr, error) { return netip.MustParseAddr("192.0.2.100"), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "virtap_extra_addresses:\n  \"02:00:00:00:00:01\": [\"192.0.2.60\", \"192.0.2.64/30\"]\n"
+	if md := string(seed["meta-data"]); !strings.HasSuffix(md, want) {
+		t.Errorf("meta-data:\n%s\nwant it to end with\n%s", md, want)
 	}
 }
