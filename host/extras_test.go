@@ -14,6 +14,7 @@ import (
 	"github.com/virtap/virtap/internal/nstest"
 	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
+	"github.com/virtap/virtap/provision/domain"
 )
 
 // Extra addresses outlive a stop like leases; gc frees them only for
@@ -101,5 +102,34 @@ func TestStartAppliesStoredAndRecordedExtras(t *testing.T) {
 	}
 	if got, _ := f.fm.Extras(f.dom, mac); fmt.Sprint(got) != "[192.0.2.51]" {
 		t.Errorf("after ChangeExtras del: %v", got)
+	}
+}
+
+// An address another guest holds (own, fixed, leased, extra, added) is
+// refused; the interface's own claims are not a conflict.
+func TestConflictWithOtherGuests(t *testing.T) {
+	me, other := uuid.New(), uuid.New()
+	rec := func(ir domain.IfaceRecord) *domain.Record {
+		return &domain.Record{Interfaces: []domain.IfaceRecord{ir}}
+	}
+	claims := append(ClaimsOfRecord("me", me, rec(domain.IfaceRecord{MAC: "52:54:00:00:00:01", Network: "lan", Fixed: "192.0.2.10", Added: "192.0.2.50/32"})),
+		ClaimsOfRecord("other", other, rec(domain.IfaceRecord{MAC: "52:54:00:00:00:02", Network: "lan", Fixed: "192.0.2.11", Extra: "192.0.2.64/30", Address: "192.0.2.12"}))...)
+	p := netip.MustParsePrefix
+	for pfx, want := range map[string]string{
+		"192.0.2.50/32":  "",        // mine already
+		"192.0.2.10/32":  "",        // my own fixed address
+		"192.0.2.11/32":  "fixed",   // the other's fixed address
+		"192.0.2.12/32":  "address", // the other's pool address
+		"192.0.2.66/32":  "extra",   // inside the other's extra prefix
+		"192.0.2.64/28":  "extra",   // covers it
+		"192.0.2.200/32": "",        // free
+	} {
+		err := Conflict(p(pfx), "lan", me.String(), "52:54:00:00:00:01", claims)
+		if (want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), want) || err != nil && !strings.Contains(err.Error(), "other") {
+			t.Errorf("%s: %v, want %q", pfx, err, want)
+		}
+	}
+	if err := Conflict(p("192.0.2.11/32"), "wan", me.String(), "52:54:00:00:00:01", claims); err != nil {
+		t.Errorf("another network's claim conflicted: %v", err)
 	}
 }
