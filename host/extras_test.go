@@ -103,6 +103,17 @@ func TestStartAppliesStoredAndRecordedExtras(t *testing.T) {
 	if got, _ := f.fm.Extras(f.dom, mac); fmt.Sprint(got) != "[192.0.2.51]" {
 		t.Errorf("after ChangeExtras del: %v", got)
 	}
+	// After a firewall reload (the table gone) the reconnect hook and gc
+	// call Started: the filter comes back with what the store holds.
+	if err := f.fm.Remove(f.dom); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.r.Started(g); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.fm.Extras(f.dom, mac); err != nil || fmt.Sprint(got) != "[192.0.2.50 192.0.2.51]" {
+		t.Errorf("after the filter came back: %v, %v", got, err)
+	}
 }
 
 // An address another guest holds (own, fixed, leased, extra, added) is
