@@ -90,6 +90,16 @@ func TestVirtapNestedAddress(t *testing.T) {
 	if cfgXML, err := harness.Virsh("dumpxml", "--inactive", name); err != nil || !strings.Contains(cfgXML, `added="`+second+`/32"`) {
 		t.Fatalf("the persistent record does not carry the added address (%v)", err)
 	}
+	// Migration: the destination's migrate hook rewrites the XML for its
+	// host and keeps the added address in the record (its prepare then
+	// takes it into its store).
+	out, _, err := v.Run([]byte(live), "--policy", pol, "hook", "qemu", name, "migrate", "begin", "-")
+	if err != nil {
+		t.Fatalf("migrate hook: %v", err)
+	}
+	if rec, _, err := domain.ParseRecord([]byte(out)); err != nil || rec == nil || rec.Interfaces[0].Added != second+"/32" {
+		t.Fatalf("the migrate hook's XML lost the added address: %+v %v", rec, err)
+	}
 
 	// A restart: the hook re-applies the stored extra address.
 	// (The serial log starts afresh: libvirt truncates it at start.)
