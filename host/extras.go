@@ -12,7 +12,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nft"
 	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision/domain"
@@ -29,7 +28,8 @@ type IfaceRecordAlias = domain.IfaceRecord
 // attribute carries them to another host). On an untrusted interface they
 // are the elements of the filter's extra sets; on ipvtap they are also
 // registered on the guest's device, as its own address is, so that ipvlan
-// delivers them, and announced with a gratuitous ARP or unsolicited NA.
+// delivers them (and the LAN reaches them as it reaches the guest:
+// Realiser.Reach, on-link answers on l3, gratuitous ARP or unsolicited NA).
 
 // maxImported caps what a record may bring in (the CLI enforced the
 // policy's max_extra_addresses where the addresses were added).
@@ -117,7 +117,8 @@ func (r *Realiser) importExtras(g *Guest) error {
 }
 
 // prepareExtras registers an ipvtap interface's extra addresses on its
-// device and announces them.
+// device (before prepareOnLink answers for them and the hook announces
+// every address on the device).
 func (r *Realiser) prepareExtras(g *Guest, ir IfaceRecordAlias) error {
 	ps, err := r.extraPrefixes(g.UUID, ir)
 	if err != nil || len(ps) == 0 {
@@ -129,7 +130,8 @@ func (r *Realiser) prepareExtras(g *Guest, ir IfaceRecordAlias) error {
 // ChangeExtras gives (add) or takes back extra addresses of a running
 // guest's interface at once: the filter's sets of an untrusted interface
 // (device is its host device, for the record only), and on ipvtap the
-// addresses on the device in h's namespace, announced when added.
+// addresses on the device in h's namespace; Realiser.Reach then answers
+// on-link for them and announces them.
 func ChangeExtras(log hclog.Logger, h *netlink.Handle, u uuid.UUID, ir IfaceRecordAlias, device string, addrs []netip.Addr, add bool) error {
 	hw, err := net.ParseMAC(ir.MAC)
 	if err != nil {
@@ -152,13 +154,9 @@ func ChangeExtras(log hclog.Logger, h *netlink.Handle, u uuid.UUID, ir IfaceReco
 	if !add {
 		return DelGuestAddresses(h, device, addrs)
 	}
-	if err := AddGuestAddresses(h, device, addrs); err != nil {
-		return err
-	}
-	if err := announce(device, addrs); err != nil {
-		log.Named("ipvtap").Warn("extra addresses not announced", "device", device, "error", err)
-	}
-	return nil
+	// Announcing them (and on-link answers) is Realiser.Reach's, which the
+	// caller runs once the addresses are on the device.
+	return AddGuestAddresses(h, device, addrs)
 }
 
 // DelGuestAddresses removes guest addresses from an ipvtap device (absent
@@ -176,50 +174,6 @@ func DelGuestAddresses(h *netlink.Handle, dev string, addrs []netip.Addr) error 
 		}
 	}
 	return nil
-}
-
-// announce sends a gratuitous ARP (IPv4) or an unsolicited neighbour
-// advertisement with the override flag (IPv6) for each address from dev
-// (in the calling thread's namespace), so that neighbours update their
-// caches at once. On ipvtap the device carries its parent's MAC.
-func announce(dev string, addrs []netip.Addr) error {
-	link, err := netlink.LinkByName(dev)
-	if err != nil {
-		return fmt.Errorf("device %s: %w", dev, err)
-	}
-	mac := link.Attrs().HardwareAddr
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	to := &unix.SockaddrLinklayer{Ifindex: link.Attrs().Index}
-	var errs []error
-	for _, a := range addrs {
-		a = a.Unmap()
-		var frame []byte
-		if a.Is4() {
-			frame = netdev.ARPRequest(mac, a.AsSlice(), a.AsSlice())
-		} else {
-			all := netip.MustParseAddr("ff02::1")
-			frame = netdev.ICMPv6(mac, netdev.MulticastMAC6(all), a, all, 136, 0, unsolicitedNA(a, mac))
-		}
-		if err := unix.Sendto(fd, frame, 0, to); err != nil {
-			errs = append(errs, fmt.Errorf("announce %s on %s: %w", a, dev, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// unsolicitedNA is an NA body: override flag, target, target link-layer
-// address option.
-func unsolicitedNA(target netip.Addr, mac net.HardwareAddr) []byte {
-	b := make([]byte, 20, 28)
-	b[0] = 0x20 // override
-	t := target.As16()
-	copy(b[4:20], t[:])
-	b = append(b, 2, 1)
-	return append(b, mac...)
 }
 
 // ExtrasOfStore is a convenience for status: a domain's run-time extras.

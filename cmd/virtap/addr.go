@@ -12,6 +12,7 @@ import (
 
 	"github.com/virtap/virtap/host"
 	"github.com/virtap/virtap/internal/netdev"
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/internal/virt"
 	"github.com/virtap/virtap/provision/domain"
@@ -69,6 +70,7 @@ type addrTarget struct {
 	ir     domain.IfaceRecord
 	nw     *policy.Network
 	p      netip.Prefix
+	guest  *host.Guest // from the live (or persistent) XML, record rebuilt from the policy
 }
 
 // resolve checks a request before anything changes: the network in the
@@ -94,11 +96,14 @@ func (g *globals) resolve(c *virt.Conn, dom, network, addr string) (*addrTarget,
 	if err != nil {
 		return nil, err
 	}
-	rec, _, err := domain.ParseRecord([]byte(d.XML))
-	if err != nil {
-		return nil, fmt.Errorf("domain %s: %w", d.Name, err)
+	// The policy, not the record in the XML, says what the interface is
+	// (kind, trust, device): the record rebuilt from it, as the hook does.
+	guest, err := liveGuest(d.XML, pol)
+	if err != nil || guest == nil {
+		return nil, fmt.Errorf("domain %s: virtap's record: %v", d.Name, err)
 	}
-	t := &addrTarget{dom: d, config: cfg, rec: rec, nw: nw, p: p}
+	rec := guest.Doc.Record
+	t := &addrTarget{dom: d, config: cfg, rec: rec, nw: nw, p: p, guest: guest}
 	var nets []string
 	for _, ir := range recIfaces(rec) {
 		nets = append(nets, ir.Network)
@@ -226,8 +231,16 @@ func (g *globals) addrState(t *addrTarget, claims []host.Claim, add bool) (chang
 	if !t.dom.Running {
 		return true, nil
 	}
-	err = host.ChangeExtras(g.log, netdev.New(g.log, nil).Handle(), t.dom.UUID, t.ir, t.ir.Device, policy.Expand(t.p), add)
+	nd := netdev.New(g.log, nil)
+	err = host.ChangeExtras(g.log, nd.Handle(), t.dom.UUID, t.ir, t.ir.Device, policy.Expand(t.p), add)
 	if err == nil {
+		if add && t.ir.Kind == policy.KindIpvtap {
+			// On-link answers (l3 on_link networks) and a gratuitous ARP
+			// or unsolicited NA for the guest's addresses, the new one too.
+			if rerr := host.New(g.log, nd, st, paths.Roots{}).Reach(t.guest); rerr != nil {
+				g.log.Warn("extra address not announced; neighbours learn it later", "error", rerr)
+			}
+		}
 		return true, nil
 	}
 	// Put the store back as it was.
