@@ -62,12 +62,11 @@ addresses = { lan = "192.0.2.70" }
 		return rows
 	}
 	added := func() string {
-		d, cfg, err := keep.Lookup("ag1")
-		if err != nil || cfg == "" {
-			t.Fatalf("lookup: %v (persistent: %v)", err, cfg != "")
+		def, err := keep.Lookup("ag1", false)
+		if err != nil || def.Config == "" {
+			t.Fatalf("lookup: %v (persistent: %v)", err, def.Config != "")
 		}
-		_ = d
-		rec, _, err := domain.ParseRecord([]byte(cfg))
+		rec, _, err := domain.ParseRecord([]byte(def.Config))
 		if err != nil || rec == nil {
 			t.Fatalf("record: %v", err)
 		}
