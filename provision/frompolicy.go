@@ -53,6 +53,12 @@ func FromPolicy(d *domain.Doc, pol *policy.Policy, host string) (*domain.Record,
 		// A fleet lease is a fact about this domain, not a policy value: it
 		// stays, and the hook checks it against the current pool (host/fleet.go).
 		p.Leased = ir.Leased
+		if pol.Fleet != nil && nw.Kind == policy.KindIpvtap && nw.Addresses != "" && p.Leased == "" {
+			// This host's own store would hand out an address another host
+			// of the fleet may hold: the lease must come from etcd, at
+			// define time.
+			return nil, fail("network %q leases its addresses fleet-wide ([fleet] in %s), but the record has no fleet lease (provisioned before [fleet]?); run 'virtap define --domain %s' to lease one", ir.Network, pol.File, d.Name)
+		}
 		r := record(p, d)
 		if err := checkAdded(nw, r); err != nil {
 			return nil, fail("%v", err)

@@ -139,3 +139,25 @@ func TestFromPolicyKeepsAddressBinding(t *testing.T) {
 		}
 	}
 }
+
+// In a fleet, an ipvtap pool address must come from etcd: a record with no
+// fleet lease (provisioned before [fleet]) is refused, never leased from
+// this host's own store.
+func TestFromPolicyFleetNeedsALease(t *testing.T) {
+	pol, err := policy.Parse("p.toml", []byte("[networks.edge]\nkind = \"ipvtap\"\nparent = \"up0\"\nmode = \"l3\"\naddresses = \"198.51.100.0/24\"\nrange = \"198.51.100.20-198.51.100.29\"\nparent_mac = \"02:00:00:00:00:01\"\n[fleet]\netcd = [\"http://127.0.0.1:2379\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := []byte("<domain><name>g</name><uuid>6f1c4e36-2d6b-4e59-9d0a-000000000003</uuid><devices><interface type='network'><source network='edge'/></interface></devices></domain>")
+	res, err := Provision(raw, Options{Policy: pol, Host: "h"}) // no fleet client: a dry run, no lease
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := domain.Parse(res.XML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := FromPolicy(d, pol, "h"); err == nil || !strings.Contains(err.Error(), "virtap define --domain g") {
+		t.Fatalf("a fleet pool interface without a lease was accepted: %v", err)
+	}
+}
