@@ -306,7 +306,7 @@ func TestDomainVirtualPort(t *testing.T) {
 
 	e.Domains = domains(domXML("g", "52:54:00:00:00:01", "eth0", "bridge", good))
 	rep = doctor(t, e, p)
-	want(t, one(t, rep, CheckVirtualPort, ""), Fail, "802.1Qbg needs mode vepa")
+	want(t, one(t, rep, CheckVirtualPort, ""), Fail, `802.1Qbg needs mode = "vepa"`)
 }
 
 func macvlan(t *testing.T, ns *nstest.NS, name, parent string, mac string) {

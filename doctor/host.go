@@ -17,8 +17,8 @@ import (
 
 	"github.com/virtap/virtap/hooks"
 	"github.com/virtap/virtap/passthrough"
+	"github.com/virtap/virtap/provision"
 	"github.com/virtap/virtap/provision/policy"
-	"github.com/virtap/virtap/vepa"
 )
 
 // poolCheck counts the free devices of a passthrough pool, as the hook
@@ -351,13 +351,20 @@ func (r *run) vportCheck(d parsedDomain, di directIface) {
 	if di.vport.Params != nil && (di.vport.Params.OpenVSwitch != nil || di.vport.Params.MidoNet != nil || di.vport.Params.Any != nil) {
 		return // not 802.1Qbg/Qbh: not ours to judge
 	}
-	vp, err := vepa.FromLibvirt(di.vport)
+	vp, err := provision.VirtualPortOf(di.vport)
 	if err == nil {
-		err = vp.ValidateFor(or(di.mode, "vepa"))
+		var msgs []string
+		for _, p := range vp.Check(or(di.mode, "vepa")) {
+			msgs = append(msgs, "virtualport."+p.Key+": "+p.Msg)
+		}
+		if len(msgs) > 0 {
+			err = errors.New(strings.Join(msgs, "; "))
+		}
 	}
 	if err != nil {
 		rr.Status, rr.Detail = Fail, fmt.Sprintf("%s: %v", di.label(d), err)
-		rr.Advice = "fix the <virtualport> element (managerid 0-255, typeid 0-16777215, typeidversion 0-255, instanceid a UUID; profileid 1-39 characters)"
+		rr.Advice = fmt.Sprintf("fix the <virtualport> element (managerid 0-%d, typeid 0-%d, typeidversion 0-%d, instanceid a UUID; profileid 1-%d characters)",
+			policy.MaxManagerID, policy.MaxTypeID, policy.MaxTypeIDVersion, policy.MaxProfileIDLen)
 	} else {
 		rr.Status, rr.Detail = OK, fmt.Sprintf("%s: %s virtual port is valid", di.label(d), vp.Type)
 	}

@@ -523,29 +523,6 @@ func bandwidth(b *policy.Bandwidth, have *libvirtxml.DomainInterfaceBandwidth) *
 	return bw
 }
 
-func virtualPort(vp *policy.VirtualPort, seed, macAddr string) *libvirtxml.DomainInterfaceVirtualPort {
-	u := func(p *int) *uint {
-		if p == nil {
-			return nil
-		}
-		v := uint(*p)
-		return &v
-	}
-	switch vp.Type {
-	case "802.1Qbg":
-		id := vp.InstanceID
-		if id == "" {
-			id = InstanceID(seed, macAddr)
-		}
-		return &libvirtxml.DomainInterfaceVirtualPort{Params: &libvirtxml.DomainInterfaceVirtualPortParams{
-			VEPA8021QBG: &libvirtxml.DomainInterfaceVirtualPortParamsVEPA8021QBG{
-				ManagerID: u(vp.ManagerID), TypeID: u(vp.TypeID), TypeIDVersion: u(vp.TypeIDVersion), InstanceID: id}}}
-	default:
-		return &libvirtxml.DomainInterfaceVirtualPort{Params: &libvirtxml.DomainInterfaceVirtualPortParams{
-			VNTag8011QBH: &libvirtxml.DomainInterfaceVirtualPortParamsVNTag8021QBH{ProfileID: vp.ProfileID}}}
-	}
-}
-
 func record(p *Plan, d *domain.Doc) domain.IfaceRecord {
 	nw := p.Network
 	r := domain.IfaceRecord{

@@ -1,5 +1,6 @@
-// Package vepa deals with 802.1Qbg/802.1Qbh virtual ports and with the
-// reflective relay ("hairpin") that VEPA mode needs from the adjacent switch.
+// Package vepa probes for the reflective relay ("hairpin") that VEPA mode
+// needs from the adjacent switch. The 802.1Qbg/802.1Qbh virtual-port rules
+// live in provision/policy (VirtualPort.Check), their rendering in provision.
 package vepa
 
 import (

@@ -46,7 +46,7 @@ var (
 	PoolModes      = []string{PoolModePassthrough, PoolModeHostdev}
 	VhostValues    = []string{"auto", "on", "off"}
 	TrustValues    = []string{TrustTrusted, TrustUntrusted}
-	VirtualPorts   = []string{"802.1Qbg", "802.1Qbh"}
+	VirtualPorts   = []string{VirtualPortQbg, VirtualPortQbh}
 	DefaultMaxMACs = 16
 	LearnValues    = []string{LearnDHCP, LearnNone, LearnOpen}
 )

@@ -123,7 +123,7 @@ func TestErrorsNameFileLineKeyAndFix(t *testing.T) {
 		{"qbg typeid range", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\nmode = \"vepa\"\n[networks.a.virtualport]\ntype = \"802.1Qbg\"\nmanagerid = 1\ntypeid = 16777216\ntypeidversion = 1\n", `virtualport.typeid: must be from 0 to 16777215`},
 		{"qbg instanceid", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\nmode = \"vepa\"\n[networks.a.virtualport]\ntype = \"802.1Qbg\"\nmanagerid = 1\ntypeid = 1\ntypeidversion = 1\ninstanceid = \"nope\"\n", `virtualport.instanceid: "nope" is not a UUID`},
 		{"qbg needs vepa", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\n[networks.a.virtualport]\ntype = \"802.1Qbg\"\nmanagerid = 1\ntypeid = 1\ntypeidversion = 1\n", `802.1Qbg needs mode = "vepa"`},
-		{"qbh profile", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\n[networks.a.virtualport]\ntype = \"802.1Qbh\"\n", `802.1Qbh needs a profileid`},
+		{"qbh profile", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\n[networks.a.virtualport]\ntype = \"802.1Qbh\"\n", `virtualport.profileid: is required for 802.1Qbh`},
 		{"virtualport type", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\n[networks.a.virtualport]\ntype = \"ovs\"\n", `"ovs" is not a virtual port type; allowed: 802.1Qbg, 802.1Qbh`},
 		{"virtualport unknown key", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\n[networks.a.virtualport]\ntype = \"802.1Qbh\"\nprofileid = \"x\"\ncolour = 1\n", `p.toml:7: networks.a.virtualport.colour: unknown key; allowed in virtualport`},
 		{"host_access private", "[networks.a]\nkind = \"macvtap\"\nparent = \"e\"\nmode = \"private\"\nhost_access = \"192.0.2.1/24\"\n", `host_access: needs mode "bridge" or "vepa"`},
