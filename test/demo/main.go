@@ -24,6 +24,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/virtap/virtap/test/harness"
+	"github.com/virtap/virtap/test/internal/run"
 )
 
 // demoHost is the name the demo gives this machine in the policy.
@@ -104,7 +105,7 @@ func (d *demo) run(binDir string, keep bool) error {
 	if os.Geteuid() != 0 {
 		return errors.New("run the demo as root (sudo make demo): it creates network namespaces, links and guests")
 	}
-	root, err := harness.RepoRoot()
+	root, err := run.RepoRoot()
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bytes"
 	"encoding/base64"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/test/internal/run"
 )
 
 func needTool(t *testing.T, name string) string {
@@ -25,68 +25,6 @@ func needTool(t *testing.T, name string) string {
 		t.Skipf("%s not installed", name)
 	}
 	return p
-}
-
-// The archive the kernel unpacks must be one GNU cpio reads back with the
-// same names, types, modes, device numbers and contents.
-func TestCpioReadBackByGNUCpio(t *testing.T) {
-	needTool(t, "cpio")
-	var buf bytes.Buffer
-	err := writeCpio(&buf, []cpioEntry{
-		{Name: "bin/sh", Mode: modeSymlink | 0o777, Data: []byte("busybox")},
-		{Name: "bin", Mode: modeDir | 0o755},
-		{Name: "bin/busybox", Mode: modeFile | 0o755, Data: []byte("abcde")}, // odd length: padding
-		{Name: "dev", Mode: modeDir | 0o755},
-		{Name: "dev/console", Mode: modeChar | 0o600, RdevMaj: 5, RdevMin: 1},
-		{Name: "init", Mode: modeFile | 0o755, Data: []byte("#!/bin/sh\n")},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := runIn("", nil, buf.Bytes(), 10*time.Second, "cpio", "-itv", "--quiet")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]string{ // name -> ls-style prefix cpio -tv prints
-		"bin":         "drwxr-xr-x",
-		"bin/busybox": "-rwxr-xr-x",
-		"bin/sh":      "lrwxrwxrwx",
-		"dev":         "drwxr-xr-x",
-		"dev/console": "crw-------",
-		"init":        "-rwxr-xr-x",
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != len(want) {
-		t.Fatalf("cpio lists %d entries, want %d:\n%s", len(lines), len(want), out)
-	}
-	var order []string
-	for _, l := range lines {
-		f := strings.Fields(l)
-		name := f[len(f)-1]
-		if strings.HasPrefix(f[0], "l") {
-			name = f[len(f)-3] // "bin/sh -> busybox"
-		}
-		order = append(order, name)
-		if want[name] != f[0] {
-			t.Errorf("%s: mode %s, want %s (%q)", name, f[0], want[name], l)
-		}
-		if name == "dev/console" && !strings.Contains(l, "5,") {
-			t.Errorf("dev/console lost its device number: %q", l)
-		}
-	}
-	if order[0] != "bin" || order[1] != "bin/busybox" {
-		t.Errorf("parents must come before children, got %v", order)
-	}
-	dir := t.TempDir()
-	if _, err := runIn(dir, nil, buf.Bytes(), 10*time.Second, "cpio", "-id", "--quiet", "--no-absolute-filenames", "bin", "bin/*", "init"); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(filepath.Join(dir, "bin/busybox")); string(b) != "abcde" {
-		t.Errorf("bin/busybox content %q", b)
-	}
-	if l, _ := os.Readlink(filepath.Join(dir, "bin/sh")); l != "busybox" {
-		t.Errorf("bin/sh -> %q", l)
-	}
 }
 
 func TestFixQemuConf(t *testing.T) {
@@ -196,7 +134,7 @@ func TestGuestXMLIsValidAndCarriesEverything(t *testing.T) {
 	if err := os.WriteFile(p, []byte(x), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := run(30*time.Second, validate, p, "domain"); err != nil {
+	if out, err := run.Cmd(30*time.Second, validate, p, "domain"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 }

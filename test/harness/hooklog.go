@@ -4,6 +4,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"github.com/virtap/virtap/test/internal/run"
 )
 
 // libvirtdLogFilters makes libvirtd (started by the harness) log every
@@ -20,7 +22,7 @@ var logLine = regexp.MustCompile(`^\S+ \S+: (\d+): \w+ : (\S+) : (.*)$`)
 // standard output and error). It needs the filters the harness starts
 // libvirtd with; without them it says so.
 func HookOutput(path, name string) string {
-	text := tail(path, 8<<20)
+	text := run.Tail(path, 8<<20)
 	var out []string
 	open := map[string]bool{} // thread ids with a hook run of this domain pending
 	cont := 0                 // continuation lines of a result still to keep

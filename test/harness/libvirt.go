@@ -12,6 +12,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/virtap/virtap/test/image"
+	"github.com/virtap/virtap/test/internal/run"
 )
 
 // URI is the libvirt connection every helper here uses.
@@ -48,7 +51,7 @@ type Libvirt struct {
 	mu       sync.Mutex
 	libvirtd *daemon
 	virtlogd *daemon
-	warm     *GuestImage // SetWarmUp: boot a warm-up guest after every start
+	warm     *image.GuestImage // SetWarmUp: boot a warm-up guest after every start
 }
 
 type daemon struct {
@@ -99,7 +102,7 @@ func StartLibvirt() (*Libvirt, error) {
 		l.virtlogd = d
 		if err := waitFor(10*time.Second, func() error {
 			if d.exited() {
-				return errStop{fmt.Errorf("virtlogd exited: %s", tail(virtlogdLog, 2000))}
+				return errStop{fmt.Errorf("virtlogd exited: %s", run.Tail(virtlogdLog, 2000))}
 			}
 			_, err := os.Stat("/run/libvirt/virtlogd-sock")
 			return err
@@ -165,9 +168,9 @@ func (l *Libvirt) waitReady(timeout time.Duration) error {
 		d := l.libvirtd
 		l.mu.Unlock()
 		if d != nil && d.exited() {
-			return errStop{fmt.Errorf("libvirtd exited during start-up: %s", tail(libvirtdLog, 4000))}
+			return errStop{fmt.Errorf("libvirtd exited during start-up: %s", run.Tail(libvirtdLog, 4000))}
 		}
-		_, err := run(10*time.Second, "virsh", "-c", URI, "version")
+		_, err := run.Cmd(10*time.Second, "virsh", "-c", URI, "version")
 		return err
 	})
 }
@@ -296,14 +299,14 @@ func ensureUsers() error {
 		if _, err := user.LookupGroup(g); err == nil {
 			continue
 		}
-		if _, err := run(30*time.Second, "groupadd", "--system", g); err != nil {
+		if _, err := run.Cmd(30*time.Second, "groupadd", "--system", g); err != nil {
 			return err
 		}
 	}
 	if _, err := user.Lookup("libvirt-qemu"); err == nil {
 		return nil
 	}
-	_, err := run(30*time.Second, "useradd", "--system", "--no-create-home", "-g", "libvirt-qemu",
+	_, err := run.Cmd(30*time.Second, "useradd", "--system", "--no-create-home", "-g", "libvirt-qemu",
 		"-G", "kvm", "-d", "/var/lib/libvirt", "-s", "/usr/sbin/nologin", "libvirt-qemu")
 	return err
 }

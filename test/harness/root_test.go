@@ -2,11 +2,6 @@ package harness
 
 import (
 	"bytes"
-	"compress/gzip"
-	"fmt"
-	"io"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,67 +9,8 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/test/internal/run"
 )
-
-func TestGuestImage(t *testing.T) {
-	nstest.RequireRoot(t)
-	needTool(t, "cpio")
-	img, err := BuildGuestImage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := os.ReadFile(img.Kernel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(k) < 0x210 || string(k[0x202:0x206]) != "HdrS" {
-		t.Fatalf("%s is not a bzImage", img.Kernel)
-	}
-	if !strings.Contains(img.Package, img.KernelRelease) {
-		t.Errorf("release %q does not match package %q", img.KernelRelease, img.Package)
-	}
-	f, err := os.Open(img.Initrd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	list, err := runIn("", nil, raw, 30*time.Second, "cpio", "-it", "--quiet")
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[string]bool{}
-	for _, n := range strings.Fields(list) {
-		have[n] = true
-	}
-	want := []string{"init", "bin/busybox", "bin/sh", "dev/console", "etc/virtap-modules"}
-	for _, m := range GuestModules {
-		want = append(want, "lib/modules/"+m+".ko")
-	}
-	for _, w := range want {
-		if !have[w] {
-			t.Errorf("initramfs lacks %s", w)
-		}
-	}
-	order, err := runIn("", nil, raw, 30*time.Second, "cpio", "-i", "--quiet", "--to-stdout", "etc/virtap-modules")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Fields(order); fmt.Sprint(got) != fmt.Sprint(GuestModules) {
-		t.Errorf("module order %v, want %v", got, GuestModules)
-	}
-	again, err := BuildGuestImage()
-	if err != nil || again.Initrd != img.Initrd || again.Kernel != img.Kernel {
-		t.Errorf("second build: %+v %v, first %+v", again, err, img)
-	}
-}
 
 // probe is a macvlan on an uplink, moved into its own netns with an address.
 func probe(t *testing.T, topo *Topology, uplink int, name, mode, ip string) string {
@@ -119,7 +55,7 @@ func probe(t *testing.T, topo *Topology, uplink int, name, mode, ip string) stri
 }
 
 func pingFrom(nsName, ip string) error {
-	_, err := run(10*time.Second, "ip", "netns", "exec", nsName, "ping", "-n", "-c", "2", "-W", "1", "-i", "0.2", ip)
+	_, err := run.Cmd(10*time.Second, "ip", "netns", "exec", nsName, "ping", "-n", "-c", "2", "-W", "1", "-i", "0.2", ip)
 	return err
 }
 

@@ -13,13 +13,15 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/test/image"
+	"github.com/virtap/virtap/test/internal/run"
 )
 
 // Env is what end-to-end tests share within one test binary: a running
 // libvirt and the guest image.
 type Env struct {
 	Libvirt *Libvirt
-	Image   *GuestImage
+	Image   *image.GuestImage
 }
 
 var (
@@ -66,10 +68,10 @@ func setupEnv(first func()) (*Env, error) {
 		}
 		start := time.Now()
 		defer func() { envTook = time.Since(start) }()
-		if envErr = EnsurePackages(); envErr != nil {
+		if envErr = image.EnsurePackages(); envErr != nil {
 			return
 		}
-		img, err := BuildGuestImage()
+		img, err := image.BuildGuestImage()
 		if err != nil {
 			envErr = fmt.Errorf("guest image: %w", err)
 			return
@@ -315,7 +317,7 @@ func (g *Guest) Interfaces() ([]LiveInterface, error) {
 // Dump logs the tails of the guest's serial log, its QEMU log and the
 // libvirtd log, the counters of its NICs, and what hooks printed for it.
 func (g *Guest) Dump() {
-	g.t.Logf("---- serial log of %s (%s):\n%s", g.Name, g.SerialLog, tail(g.SerialLog, 6000))
+	g.t.Logf("---- serial log of %s (%s):\n%s", g.Name, g.SerialLog, run.Tail(g.SerialLog, 6000))
 	if reps, err := g.NICReports(); err != nil {
 		g.t.Logf("---- nic counters of %s: %v", g.Name, err)
 	} else {
@@ -324,9 +326,9 @@ func (g *Guest) Dump() {
 	if g.env != nil && g.env.Libvirt != nil {
 		g.t.Logf("---- hook runs for %s (libvirtd log):\n%s", g.Name, HookOutput(g.env.Libvirt.LogPath, g.Name))
 	}
-	g.t.Logf("---- qemu log of %s:\n%s", g.Name, tail(QemuLogPath(g.Name), 4000))
+	g.t.Logf("---- qemu log of %s:\n%s", g.Name, run.Tail(QemuLogPath(g.Name), 4000))
 	if g.env != nil && g.env.Libvirt != nil {
-		g.t.Logf("---- libvirtd log %s:\n%s", g.env.Libvirt.LogPath, tail(g.env.Libvirt.LogPath, 4000))
+		g.t.Logf("---- libvirtd log %s:\n%s", g.env.Libvirt.LogPath, run.Tail(g.env.Libvirt.LogPath, 4000))
 	}
 	if x, err := DumpXML(g.Name); err == nil {
 		g.t.Logf("---- live XML of %s:\n%s", g.Name, x)

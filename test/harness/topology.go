@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/test/internal/run"
 )
 
 // Addresses of the topology's L2 segment (a documentation range).
@@ -236,7 +237,7 @@ func (t *Topology) Hairpin(i int) (bool, error) {
 // ExtExec runs a program inside the external host's netns (test code may
 // exec ip) and returns its combined output.
 func (t *Topology) ExtExec(timeout time.Duration, args ...string) (string, error) {
-	return run(timeout, "ip", append([]string{"netns", "exec", t.ExtNS}, args...)...)
+	return run.Cmd(timeout, "ip", append([]string{"netns", "exec", t.ExtNS}, args...)...)
 }
 
 // ExtPing pings addr from the external host count times (1 s each at most)

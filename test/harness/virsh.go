@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/virtap/virtap/test/internal/run"
 )
 
 // VirshTimeout bounds every virsh call.
@@ -15,7 +17,7 @@ var VirshTimeout = 60 * time.Second
 // failure the error holds the command line and everything virsh printed.
 func Virsh(args ...string) (string, error) {
 	defer HoldLibvirt()()
-	return run(VirshTimeout, "virsh", append([]string{"-c", URI}, args...)...)
+	return run.Cmd(VirshTimeout, "virsh", append([]string{"-c", URI}, args...)...)
 }
 
 // libvirtGate keeps clients of this process out of libvirtd while

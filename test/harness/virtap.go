@@ -18,6 +18,7 @@ import (
 
 	"github.com/virtap/virtap/host"
 	"github.com/virtap/virtap/provision/domain"
+	"github.com/virtap/virtap/test/internal/run"
 )
 
 // HooksDir is libvirt's hooks directory, where InstallHooks puts virtap's
@@ -76,16 +77,16 @@ func (v *Virtap) PublishPolicy(key, text string) error {
 // the repository into dir. stateDir is the state directory the returned
 // Virtap passes to every command.
 func BuildVirtap(dir, stateDir string) (*Virtap, error) {
-	root, err := RepoRoot()
+	root, err := run.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
 	v := &Virtap{Bin: filepath.Join(dir, "virtap"), Hook: filepath.Join(dir, "virtap-hook"), StateDir: stateDir}
 	env := []string{"GOFLAGS=-mod=mod"}
-	if _, err := runIn(root, env, nil, 5*time.Minute, "go", "build", "-o", v.Bin, "./cmd/virtap"); err != nil {
+	if _, err := run.In(root, env, nil, 5*time.Minute, "go", "build", "-o", v.Bin, "./cmd/virtap"); err != nil {
 		return nil, err
 	}
-	if _, err := runIn(root, append(env, "CGO_ENABLED=0"), nil, 5*time.Minute, "go", "build", "-o", v.Hook, "./cmd/virtap-hook"); err != nil {
+	if _, err := run.In(root, append(env, "CGO_ENABLED=0"), nil, 5*time.Minute, "go", "build", "-o", v.Hook, "./cmd/virtap-hook"); err != nil {
 		return nil, err
 	}
 	return v, nil

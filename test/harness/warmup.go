@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/virtap/virtap/test/image"
+	"github.com/virtap/virtap/test/internal/run"
 	"github.com/vishvananda/netlink"
 )
 
@@ -26,7 +28,7 @@ import (
 // warm-up guest from img, and boots one now when this handle started the
 // running libvirtd. A failed warm-up is logged, not fatal: the tests'
 // own checks still stand.
-func (l *Libvirt) SetWarmUp(img *GuestImage) {
+func (l *Libvirt) SetWarmUp(img *image.GuestImage) {
 	l.mu.Lock()
 	l.warm = img
 	owned := l.libvirtd != nil
@@ -71,7 +73,7 @@ func (l *Libvirt) note(format string, args ...any) {
 // warmUpGuest boots the throwaway guest and returns its NIC's counters once
 // the guest printed its first ones. It calls virsh directly (not through
 // Virsh): Restart holds the gate that Virsh waits for.
-func warmUpGuest(img *GuestImage) (rep NICReport, err error) {
+func warmUpGuest(img *image.GuestImage) (rep NICReport, err error) {
 	var rnd [3]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return rep, err
@@ -111,7 +113,7 @@ func warmUpGuest(img *GuestImage) (rep NICReport, err error) {
 		return rep, err
 	}
 	virsh := func(args ...string) error {
-		_, err := run(VirshTimeout, "virsh", append([]string{"-c", URI}, args...)...)
+		_, err := run.Cmd(VirshTimeout, "virsh", append([]string{"-c", URI}, args...)...)
 		return err
 	}
 	if err := virsh("define", xf); err != nil {
@@ -127,7 +129,7 @@ func warmUpGuest(img *GuestImage) (rep NICReport, err error) {
 		return rep, err
 	}
 	if _, err := WaitSerial(serial, `^VIRTAP-STATS eth0 `, 90*time.Second); err != nil {
-		return rep, fmt.Errorf("%w\n%s", err, tail(serial, 2000))
+		return rep, fmt.Errorf("%w\n%s", err, run.Tail(serial, 2000))
 	}
 	return warmUpReport(name, parent, serial)
 }

@@ -25,9 +25,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/virtap/virtap/test/harness"
-
 	"github.com/virtap/virtap/internal/nstest"
+	"github.com/virtap/virtap/test/image"
+	"github.com/virtap/virtap/test/internal/run"
 )
 
 //go:embed init.sh
@@ -63,7 +63,7 @@ func TestIpvtapInVM(t *testing.T) {
 			t.Skipf("%s not found (make deps installs it); CI is not \"true\"", tool)
 		}
 	}
-	root, err := harness.RepoRoot()
+	root, err := run.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestIpvtapInVM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := harness.BuildVMImage(harness.VMModules, initScript, []harness.VMFile{{Name: "virtap-vm.test", Data: data}})
+	img, err := image.BuildVMImage(image.VMModules, initScript, []image.VMFile{{Name: "virtap-vm.test", Data: data}})
 	if err != nil {
 		t.Fatalf("build the VM image: %v", err)
 	}
@@ -98,7 +98,7 @@ func TestIpvtapInVM(t *testing.T) {
 		w = io.MultiWriter(&serial, prefixWriter{os.Stdout})
 	}
 	start := time.Now()
-	err = harness.BootVM(ctx, &harness.VMImage{Kernel: img.Kernel, Initrd: img.Initrd}, appendLine, 512, w)
+	err = image.BootVM(ctx, &image.VMImage{Kernel: img.Kernel, Initrd: img.Initrd}, appendLine, 512, w)
 	out := serial.String()
 	t.Logf("VM ran %s", time.Since(start).Round(time.Second))
 	if err != nil && ctx.Err() != nil {

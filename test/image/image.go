@@ -1,4 +1,4 @@
-package harness
+package image
 
 import (
 	"archive/tar"
@@ -9,7 +9,6 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"fmt"
-	"github.com/virtap/virtap/internal/fsutil"
 	"io"
 	"os"
 	"os/exec"
@@ -19,6 +18,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/virtap/virtap/internal/fsutil"
+	"github.com/virtap/virtap/test/internal/run"
 )
 
 // GuestModules are the kernel modules the guest loads, in this order, to get
@@ -97,10 +99,10 @@ func ensureKernel(cache string) (dir, pkg string, err error) {
 		return "", "", err
 	}
 	defer os.RemoveAll(dl)
-	if _, err := runIn(dl, nil, nil, 10*time.Minute, "apt-get", "download", name+"="+version); err != nil {
+	if _, err := run.In(dl, nil, nil, 10*time.Minute, "apt-get", "download", name+"="+version); err != nil {
 		// Stale package lists name a version the mirror no longer has:
 		// refresh them once and ask again.
-		if _, uerr := run(5*time.Minute, "apt-get", "update"); uerr != nil {
+		if _, uerr := run.Cmd(5*time.Minute, "apt-get", "update"); uerr != nil {
 			return "", "", fmt.Errorf("%v; apt-get update: %w", err, uerr)
 		}
 		if name, version, err = kernelPackage(); err != nil {
@@ -108,7 +110,7 @@ func ensureKernel(cache string) (dir, pkg string, err error) {
 		}
 		pkg = name + "_" + version
 		dir = filepath.Join(cache, "kernel", pkg)
-		if _, err := runIn(dl, nil, nil, 10*time.Minute, "apt-get", "download", name+"="+version); err != nil {
+		if _, err := run.In(dl, nil, nil, 10*time.Minute, "apt-get", "download", name+"="+version); err != nil {
 			return "", "", err
 		}
 	}
@@ -127,12 +129,12 @@ func ensureKernel(cache string) (dir, pkg string, err error) {
 // kernelPackage returns the linux-image-*-amd64 package (and its candidate
 // version) that the linux-image-amd64 meta package depends on.
 func kernelPackage() (name, version string, err error) {
-	out, err := run(time.Minute, "apt-cache", "depends", "linux-image-amd64")
+	out, err := run.Cmd(time.Minute, "apt-cache", "depends", "linux-image-amd64")
 	if err != nil || !strings.Contains(out, "Depends: linux-image-") {
-		if _, uerr := run(5*time.Minute, "apt-get", "update"); uerr != nil {
+		if _, uerr := run.Cmd(5*time.Minute, "apt-get", "update"); uerr != nil {
 			return "", "", fmt.Errorf("find kernel package: %v; apt-get update: %w", err, uerr)
 		}
-		if out, err = run(time.Minute, "apt-cache", "depends", "linux-image-amd64"); err != nil {
+		if out, err = run.Cmd(time.Minute, "apt-cache", "depends", "linux-image-amd64"); err != nil {
 			return "", "", err
 		}
 	}
@@ -146,7 +148,7 @@ func kernelPackage() (name, version string, err error) {
 	if name == "" {
 		return "", "", fmt.Errorf("linux-image-amd64 depends on no linux-image-* package: %s", out)
 	}
-	out, err = run(time.Minute, "apt-cache", "show", "--no-all-versions", name)
+	out, err = run.Cmd(time.Minute, "apt-cache", "show", "--no-all-versions", name)
 	if err != nil {
 		return "", "", err
 	}

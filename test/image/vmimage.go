@@ -1,4 +1,4 @@
-package harness
+package image
 
 import (
 	"bytes"
@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/virtap/virtap/test/internal/run"
 )
 
 // VMModules are the kernel modules a test host VM loads: what this
@@ -103,7 +105,7 @@ func ensureVMModules(cache, pkg string, want []string) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(dl)
-	if _, err := runIn(dl, nil, nil, 10*time.Minute, "apt-get", "download", name+"="+version); err != nil {
+	if _, err := run.In(dl, nil, nil, 10*time.Minute, "apt-get", "download", name+"="+version); err != nil {
 		return "", err
 	}
 	debs, _ := filepath.Glob(filepath.Join(dl, "*.deb"))

@@ -1,4 +1,7 @@
-package harness
+// Package run holds the small helpers the test harness and the image
+// builder share: run a program (never through a shell) with a timeout, read
+// the tail of a log, find the repository.
+package run
 
 import (
 	"bytes"
@@ -12,40 +15,30 @@ import (
 	"time"
 )
 
-// CacheDir is where downloaded kernels and built initramfs images live:
-// $VIRTAP_TEST_CACHE, else test/.cache in the repository (gitignored).
-func CacheDir() (string, error) {
-	if d := os.Getenv("VIRTAP_TEST_CACHE"); d != "" {
-		return filepath.Abs(d)
-	}
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "", fmt.Errorf("cannot locate harness source to find test/.cache; set VIRTAP_TEST_CACHE")
-	}
-	// file is .../test/harness/env.go
-	return filepath.Join(filepath.Dir(filepath.Dir(file)), ".cache"), nil
-}
-
 // RepoRoot is the repository root (where bin/ of `make build` lives).
 func RepoRoot() (string, error) {
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
-		return "", fmt.Errorf("cannot locate harness source")
+		return "", fmt.Errorf("cannot locate the test helpers' source to find the repository")
 	}
-	return filepath.Dir(filepath.Dir(filepath.Dir(file))), nil
+	// file is .../test/internal/run/run.go
+	return filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(file)))), nil
 }
 
-// run executes a program (never through a shell) with a timeout and returns
+// Cmd executes a program (never through a shell) with a timeout and returns
 // its combined output; the error carries the command line and the output.
-func run(timeout time.Duration, name string, args ...string) (string, error) {
-	return runIn("", nil, nil, timeout, name, args...)
+func Cmd(timeout time.Duration, name string, args ...string) (string, error) {
+	return In("", nil, nil, timeout, name, args...)
 }
 
-func runInEnv(env []string, timeout time.Duration, name string, args ...string) (string, error) {
-	return runIn("", env, nil, timeout, name, args...)
+// CmdEnv is Cmd with env (KEY=value) added to this process's environment.
+func CmdEnv(env []string, timeout time.Duration, name string, args ...string) (string, error) {
+	return In("", env, nil, timeout, name, args...)
 }
 
-func runIn(dir string, env []string, stdin []byte, timeout time.Duration, name string, args ...string) (string, error) {
+// In is Cmd in directory dir ("" for the current one), with env added to
+// this process's environment and stdin (nil for none) as its input.
+func In(dir string, env []string, stdin []byte, timeout time.Duration, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -70,8 +63,8 @@ func runIn(dir string, env []string, stdin []byte, timeout time.Duration, name s
 	return out.String(), nil
 }
 
-// tail returns at most the last n bytes of a file, for failure dumps.
-func tail(path string, n int64) string {
+// Tail returns at most the last n bytes of a file, for failure dumps.
+func Tail(path string, n int64) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Sprintf("(cannot read %s: %v)", path, err)

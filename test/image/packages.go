@@ -1,10 +1,12 @@
-package harness
+package image
 
 import (
 	"fmt"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/virtap/virtap/test/internal/run"
 )
 
 // Packages are the Debian packages the end-to-end tests need.
@@ -18,7 +20,7 @@ var Packages = []string{
 func MissingPackages(pkgs ...string) ([]string, error) {
 	var missing []string
 	for _, p := range pkgs {
-		out, err := run(30*time.Second, "dpkg-query", "-W", "-f=${db:Status-Status}", p)
+		out, err := run.Cmd(30*time.Second, "dpkg-query", "-W", "-f=${db:Status-Status}", p)
 		if err != nil || strings.TrimSpace(out) != "installed" {
 			missing = append(missing, p)
 		}
@@ -37,11 +39,11 @@ func EnsurePackages() error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("packages missing and not root: %s", strings.Join(missing, " "))
 	}
-	if _, err := run(5*time.Minute, "apt-get", "update"); err != nil {
+	if _, err := run.Cmd(5*time.Minute, "apt-get", "update"); err != nil {
 		return err
 	}
 	args := append([]string{"install", "-y", "--no-install-recommends"}, missing...)
-	if _, err := runInEnv([]string{"DEBIAN_FRONTEND=noninteractive"}, 15*time.Minute, "apt-get", args...); err != nil {
+	if _, err := run.CmdEnv([]string{"DEBIAN_FRONTEND=noninteractive"}, 15*time.Minute, "apt-get", args...); err != nil {
 		return err
 	}
 	still, _ := MissingPackages(missing...)
