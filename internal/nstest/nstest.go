@@ -15,7 +15,9 @@
 // New locks the test goroutine to its OS thread and moves that thread into the
 // new namespace; t.Cleanup moves it back and releases the namespace. Namespaces
 // are anonymous: the kernel frees them (and every link in them) once the last
-// handle is closed, so a failing test leaves nothing behind on the host.
+// handle is closed, so a failing test leaves nothing behind on the host. The
+// one exception is NewNamed (for test/harness, whose topologies must be
+// reachable by `ip netns exec` and serve programs too): its caller deletes it.
 //
 // Tests in a package that uses New must not call t.Parallel in a way that
 // moves the test goroutine; everything else here is safe to use from the

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/virtap/virtap/internal/nstest"
 	"github.com/virtap/virtap/test/internal/run"
@@ -16,13 +15,13 @@ import (
 func probe(t *testing.T, topo *Topology, uplink int, name, mode, ip string) string {
 	t.Helper()
 	nsName := topo.Prefix + "-" + name
-	ns, err := newNamedNS(nsName)
+	ns, err := nstest.NewNamed(nsName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ns.Close()
-		if err := netns.DeleteNamed(nsName); err != nil {
+		if err := nstest.DeleteNamed(nsName); err != nil {
 			t.Errorf("delete %s: %v", nsName, err)
 		}
 	})
@@ -31,15 +30,11 @@ func probe(t *testing.T, topo *Topology, uplink int, name, mode, ip string) stri
 		t.Fatal(err)
 	}
 	modes := map[string]netlink.MacvlanMode{"vepa": netlink.MACVLAN_MODE_VEPA, "bridge": netlink.MACVLAN_MODE_BRIDGE, "private": netlink.MACVLAN_MODE_PRIVATE}
-	mv := &netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: topo.Prefix + name, ParentIndex: up.Attrs().Index, Namespace: netlink.NsFd(ns)}, Mode: modes[mode]}
+	mv := &netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: topo.Prefix + name, ParentIndex: up.Attrs().Index, Namespace: netlink.NsFd(ns.Handle)}, Mode: modes[mode]}
 	if err := netlink.LinkAdd(mv); err != nil {
 		t.Fatal(err)
 	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := ns.NL
 	l, err := h.LinkByName(topo.Prefix + name)
 	if err != nil {
 		t.Fatal(err)

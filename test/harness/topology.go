@@ -7,14 +7,12 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/virtap/virtap/internal/nstest"
 	"github.com/virtap/virtap/test/internal/run"
@@ -48,10 +46,8 @@ type Topology struct {
 
 	mu     sync.Mutex
 	closed bool
-	swNS   netns.NsHandle
-	extNS  netns.NsHandle
-	sw     *netlink.Handle
-	ext    *netlink.Handle
+	sw     *nstest.NS // SwitchNS
+	ext    *nstest.NS // ExtNS
 }
 
 // NewTopology builds the topology with nUplinks uplinks and the given
@@ -99,47 +95,38 @@ func newTopology(nUplinks int, hairpin bool) (*Topology, error) {
 		return nil, err
 	}
 	p := "vt" + hex.EncodeToString(rnd[:])[:5]
-	topo := &Topology{Prefix: p, SwitchNS: p + "-sw", ExtNS: p + "-ext", Bridge: "br0", swNS: -1, extNS: -1}
+	topo := &Topology{Prefix: p, SwitchNS: p + "-sw", ExtNS: p + "-ext", Bridge: "br0"}
 	var err error
-	if topo.swNS, err = newNamedNS(topo.SwitchNS); err != nil {
-		return nil, err
+	if topo.sw, err = nstest.NewNamed(topo.SwitchNS); err != nil {
+		return topo, err // Close removes a half-made one
 	}
-	if topo.extNS, err = newNamedNS(topo.ExtNS); err != nil {
-		return topo, err
-	}
-	if topo.sw, err = netlink.NewHandleAt(topo.swNS); err != nil {
-		return topo, err
-	}
-	if topo.ext, err = netlink.NewHandleAt(topo.extNS); err != nil {
+	if topo.ext, err = nstest.NewNamed(topo.ExtNS); err != nil {
 		return topo, err
 	}
 	return topo, topo.build(nUplinks, hairpin)
 }
 
+// build makes the links. The namespaces come from nstest; the links do not:
+// nstest's link helpers (Veth, Bridge, AddPort) fail a test on error and
+// clean up through it, while a Topology also serves programs without a
+// testing.TB (StartTopology: bench, the demo), returns errors and is torn
+// down by Close; its uplinks live in the init namespace, where libvirtd
+// puts the guests' macvtaps, not in a test's throwaway one.
 func (t *Topology) build(nUplinks int, hairpin bool) error {
-	for _, h := range []*netlink.Handle{t.sw, t.ext} {
-		lo, err := h.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		if err := h.LinkSetUp(lo); err != nil {
-			return err
-		}
-	}
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: t.Bridge}}
-	if err := t.sw.LinkAdd(br); err != nil {
+	if err := t.sw.NL.LinkAdd(br); err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
-	brl, err := t.sw.LinkByName(t.Bridge)
+	brl, err := t.sw.NL.LinkByName(t.Bridge)
 	if err != nil {
 		return err
 	}
-	if err := t.sw.LinkSetUp(brl); err != nil {
+	if err := t.sw.NL.LinkSetUp(brl); err != nil {
 		return err
 	}
 	for i := 0; i < nUplinks; i++ {
 		up, port := fmt.Sprintf("%su%d", t.Prefix, i), fmt.Sprintf("p%d", i)
-		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: up}, PeerName: port, PeerNamespace: netlink.NsFd(t.swNS)}
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: up}, PeerName: port, PeerNamespace: netlink.NsFd(t.sw.Handle)}
 		if err := netlink.LinkAdd(veth); err != nil {
 			return fmt.Errorf("uplink %s: %w", up, err)
 		}
@@ -156,47 +143,47 @@ func (t *Topology) build(nUplinks int, hairpin bool) error {
 			return err
 		}
 	}
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "x0"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(t.extNS)}
-	if err := t.sw.LinkAdd(veth); err != nil {
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "x0"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(t.ext.Handle)}
+	if err := t.sw.NL.LinkAdd(veth); err != nil {
 		return fmt.Errorf("external host veth: %w", err)
 	}
 	if err := t.attach("x0", false); err != nil {
 		return err
 	}
-	eth0, err := t.ext.LinkByName("eth0")
+	eth0, err := t.ext.NL.LinkByName("eth0")
 	if err != nil {
 		return err
 	}
 	addr, _ := netlink.ParseAddr(ExtIP + "/24")
-	if err := t.ext.AddrAdd(eth0, addr); err != nil {
+	if err := t.ext.NL.AddrAdd(eth0, addr); err != nil {
 		return err
 	}
-	return t.ext.LinkSetUp(eth0)
+	return t.ext.NL.LinkSetUp(eth0)
 }
 
 func (t *Topology) attach(port string, hairpin bool) error {
-	l, err := t.sw.LinkByName(port)
+	l, err := t.sw.NL.LinkByName(port)
 	if err != nil {
 		return err
 	}
-	br, err := t.sw.LinkByName(t.Bridge)
+	br, err := t.sw.NL.LinkByName(t.Bridge)
 	if err != nil {
 		return err
 	}
-	if err := t.sw.LinkSetMaster(l, br); err != nil {
+	if err := t.sw.NL.LinkSetMaster(l, br); err != nil {
 		return fmt.Errorf("enslave %s: %w", port, err)
 	}
-	if err := t.sw.LinkSetUp(l); err != nil {
+	if err := t.sw.NL.LinkSetUp(l); err != nil {
 		return err
 	}
-	return t.sw.LinkSetHairpin(l, hairpin)
+	return t.sw.NL.LinkSetHairpin(l, hairpin)
 }
 
 // AddExtAddr adds an address (e.g. "192.0.2.254") to the external host's
 // interface, so that guests waiting for it as their trigger (GuestConfig.On)
 // see it answer.
 func (t *Topology) AddExtAddr(ip string) error {
-	eth0, err := t.ext.LinkByName("eth0")
+	eth0, err := t.ext.NL.LinkByName("eth0")
 	if err != nil {
 		return err
 	}
@@ -204,17 +191,17 @@ func (t *Topology) AddExtAddr(ip string) error {
 	if err != nil {
 		return err
 	}
-	return t.ext.AddrAdd(eth0, addr)
+	return t.ext.NL.AddrAdd(eth0, addr)
 }
 
 // SetHairpin turns reflective relay on or off on every uplink's bridge port.
 func (t *Topology) SetHairpin(on bool) error {
 	for _, p := range t.Ports {
-		l, err := t.sw.LinkByName(p)
+		l, err := t.sw.NL.LinkByName(p)
 		if err != nil {
 			return err
 		}
-		if err := t.sw.LinkSetHairpin(l, on); err != nil {
+		if err := t.sw.NL.LinkSetHairpin(l, on); err != nil {
 			return fmt.Errorf("hairpin %v on %s: %w", on, p, err)
 		}
 	}
@@ -223,11 +210,11 @@ func (t *Topology) SetHairpin(on bool) error {
 
 // Hairpin reports the hairpin flag of uplink i's bridge port as the kernel has it.
 func (t *Topology) Hairpin(i int) (bool, error) {
-	l, err := t.sw.LinkByName(t.Ports[i])
+	l, err := t.sw.NL.LinkByName(t.Ports[i])
 	if err != nil {
 		return false, err
 	}
-	pi, err := t.sw.LinkGetProtinfo(l)
+	pi, err := t.sw.NL.LinkGetProtinfo(l)
 	if err != nil {
 		return false, err
 	}
@@ -288,22 +275,14 @@ func (t *Topology) Close() error {
 			}
 		}
 	}
-	for _, h := range []*netlink.Handle{t.sw, t.ext} {
-		if h != nil {
-			h.Close()
-		}
-	}
-	for _, ns := range []netns.NsHandle{t.swNS, t.extNS} {
-		if ns.IsOpen() {
-			_ = ns.Close()
+	for _, ns := range []*nstest.NS{t.sw, t.ext} {
+		if ns != nil {
+			ns.Close()
 		}
 	}
 	for _, name := range []string{t.SwitchNS, t.ExtNS} {
-		if _, err := os.Stat("/var/run/netns/" + name); err != nil {
-			continue // never created, or already gone
-		}
-		if err := netns.DeleteNamed(name); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("delete netns %s: %w", name, err))
+		if err := nstest.DeleteNamed(name); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -322,7 +301,7 @@ func (t *Topology) Gone() error {
 		}
 	}
 	for _, name := range []string{t.SwitchNS, t.ExtNS} {
-		if _, err := os.Stat("/var/run/netns/" + name); err == nil {
+		if nstest.NamedExists(name) {
 			left = append(left, "netns "+name)
 		}
 	}
@@ -330,27 +309,4 @@ func (t *Topology) Gone() error {
 		return fmt.Errorf("left behind: %s", strings.Join(left, ", "))
 	}
 	return nil
-}
-
-// newNamedNS creates a named netns (bind-mounted under /var/run/netns) on a
-// locked thread and puts the thread back into its original netns.
-func newNamedNS(name string) (netns.NsHandle, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return -1, err
-	}
-	defer orig.Close()
-	ns, err := netns.NewNamed(name)
-	if serr := netns.Set(orig); serr != nil {
-		// The thread is stuck in the wrong netns: never unlock it, so the
-		// runtime retires it instead of reusing it.
-		runtime.LockOSThread()
-		return -1, fmt.Errorf("restore netns: %w", serr)
-	}
-	if err != nil {
-		return -1, fmt.Errorf("netns %s: %w", name, err)
-	}
-	return ns, nil
 }
