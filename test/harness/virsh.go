@@ -94,21 +94,6 @@ func DomainExists(name string) (bool, error) {
 // DumpXML returns the live (or inactive) XML of a domain.
 func DumpXML(name string) (string, error) { return Virsh("dumpxml", name) }
 
-// ListDomains returns the names of all domains, running or not.
-func ListDomains() ([]string, error) {
-	out, err := Virsh("list", "--all", "--name")
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, l := range strings.Split(out, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			names = append(names, l)
-		}
-	}
-	return names, nil
-}
-
 func isNoDomain(out string) bool {
 	return strings.Contains(out, "failed to get domain") || strings.Contains(out, "Domain not found")
 }

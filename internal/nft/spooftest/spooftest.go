@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -138,14 +137,6 @@ func Lease(d time.Duration) []byte {
 	v := make([]byte, 4)
 	binary.BigEndian.PutUint32(v, uint32(d/time.Second))
 	return Opt(51, v...)
-}
-
-// SolicitedNode is the solicited-node multicast group of a.
-func SolicitedNode(a netip.Addr) netip.Addr {
-	b := a.As16()
-	g := netip.MustParseAddr("ff02::1:ff00:0").As16()
-	copy(g[13:], b[13:])
-	return netip.AddrFrom16(g)
 }
 
 const packetOutgoing = 4 // PACKET_OUTGOING: a frame this host sent
