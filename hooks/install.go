@@ -27,7 +27,7 @@ const DefaultHooksDir = paths.HooksDir
 
 // ConfigName is the hook's settings file in the hooks directory. libvirt
 // runs only DIR/qemu and the files in DIR/qemu.d/, so it ignores this file.
-const ConfigName = "virtap-hook.toml"
+const ConfigName = paths.HookConfig
 
 // HookConfig is what the installed hook reads at start: libvirt runs hooks
 // with a bare environment, so the paths cannot come from it.
@@ -48,7 +48,7 @@ type InstallOptions struct {
 }
 
 // HookPath is where the hook lives in a hooks directory.
-func HookPath(hooksDir string) string { return filepath.Join(hooksDir, "qemu.d", "virtap") }
+func HookPath(hooksDir string) string { return filepath.Join(hooksDir, paths.Hook) }
 
 // Install copies the hook binary to DIR/qemu.d/virtap (root-owned, 0755)
 // and writes DIR/virtap-hook.toml (0644). It refuses to replace a file that

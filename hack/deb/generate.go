@@ -105,13 +105,13 @@ func policyManPage(readme string, when time.Time) ([]byte, error) {
 	var md strings.Builder
 	fmt.Fprintf(&md, "%% \"VIRTAP-POLICY.TOML\" \"5\" %q \"virtap\" \"virtap manual\"\n", when.Format("Jan 2006"))
 	md.WriteString("# NAME\nvirtap-policy.toml \\- the host policy of virtap\n\n")
-	md.WriteString("# SYNOPSIS\n**/etc/virtap/policy.toml**\n\n")
+	md.WriteString("# SYNOPSIS\n**" + PolicyFile + "**\n\n")
 	md.WriteString("# DESCRIPTION\n")
 	md.WriteString("The policy says which network each guest interface joins and how. ")
 	md.WriteString("**virtap policy check** validates it; the hook reads it at every guest start.\n\n")
 	md.WriteString("# KEYS\n")
 	md.WriteString(strings.ReplaceAll(section, "\n### ", "\n## "))
-	md.WriteString("\n# FILES\n**/etc/virtap/policy.toml**, **/etc/libvirt/hooks/virtap-hook.toml**\n\n")
+	md.WriteString("\n# FILES\n**" + PolicyFile + "**, **" + HookConfig + "**\n\n")
 	md.WriteString("# SEE ALSO\n**virtap**(8), **virtap-policy-check**(8)\n")
 	return md2man.Render([]byte(md.String())), nil
 }

@@ -9,14 +9,16 @@ import (
 
 	"github.com/goreleaser/nfpm/v2"
 	"github.com/goreleaser/nfpm/v2/files"
+	"github.com/virtap/virtap/internal/paths"
 )
 
-// Paths in the package.
+// Paths in the package: where virtap looks by default (internal/paths),
+// and where the package puts the hook binary that the link points to.
 const (
 	HookTarget  = "/usr/libexec/virtap/virtap-hook"
-	HookLink    = "/etc/libvirt/hooks/qemu.d/virtap"
-	HookConfig  = "/etc/libvirt/hooks/virtap-hook.toml"
-	PolicyFile  = "/etc/virtap/policy.toml"
+	HookLink    = paths.HooksDir + "/" + paths.Hook
+	HookConfig  = paths.HooksDir + "/" + paths.HookConfig
+	PolicyFile  = paths.Policy
 	UnitDir     = "/lib/systemd/system"
 	DocDir      = "/usr/share/doc/virtap"
 	Maintainer  = "virtap maintainers <maintainers@virtap.invalid>"

@@ -10,6 +10,11 @@ const (
 	StateDir = "/var/lib/virtap"
 	// HooksDir is libvirt's hooks directory; the hook goes to HooksDir/qemu.d.
 	HooksDir = "/etc/libvirt/hooks"
+	// Hook is where virtap's hook goes in a hooks directory (libvirt runs
+	// the files in HooksDir/qemu.d/); HookConfig is the hook's settings file
+	// there, which libvirt ignores.
+	Hook       = "qemu.d/virtap"
+	HookConfig = "virtap-hook.toml"
 	// Dev and Sys are the roots of /dev and /sys on a real host.
 	Dev = "/dev"
 	Sys = "/sys"

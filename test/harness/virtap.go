@@ -17,13 +17,14 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/virtap/virtap/host"
+	"github.com/virtap/virtap/internal/paths"
 	"github.com/virtap/virtap/provision/domain"
 	"github.com/virtap/virtap/test/internal/run"
 )
 
 // HooksDir is libvirt's hooks directory, where InstallHooks puts virtap's
 // hook (libvirtd has no option to look elsewhere).
-const HooksDir = "/etc/libvirt/hooks"
+const HooksDir = paths.HooksDir
 
 // Virtap runs the virtap binaries (built by BuildVirtap, or `make build`'s)
 // against one state directory.
