@@ -18,6 +18,7 @@ import (
 
 	"github.com/virtap/virtap/internal/nft"
 	"github.com/virtap/virtap/test/harness"
+	"github.com/virtap/virtap/test/image"
 )
 
 // TestVirtapLearnedAddress is DHCP snooping end to end (issue 15): the
@@ -191,7 +192,7 @@ func startDHCPServer(t *testing.T, topo *harness.Topology, first, last string) *
 	}
 	d := &dhcpServer{}
 	// ip netns exec execs the program: the pid is udhcpd's.
-	cmd := exec.Command("ip", "netns", "exec", topo.ExtNS, harness.BusyboxPath, "udhcpd", "-f", "-a", "100", conf)
+	cmd := exec.Command("ip", "netns", "exec", topo.ExtNS, image.BusyboxPath, "udhcpd", "-f", "-a", "100", conf)
 	cmd.Stdout, cmd.Stderr = d, d
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("udhcpd on the external host: %v", err)
