@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/virtap/virtap/internal/nft"
-	"github.com/virtap/virtap/internal/store"
 	"github.com/virtap/virtap/provision/domain"
 	"github.com/virtap/virtap/provision/policy"
 )
@@ -174,14 +173,6 @@ func DelGuestAddresses(h *netlink.Handle, dev string, addrs []netip.Addr) error 
 		}
 	}
 	return nil
-}
-
-// ExtrasOfStore is a convenience for status: a domain's run-time extras.
-func ExtrasOfStore(st *store.Store, u uuid.UUID) ([]store.Extra, error) {
-	if st == nil {
-		return nil, nil
-	}
-	return st.ExtrasOf(u.String())
 }
 
 // extras (gc): run-time extra addresses of domains that are no longer
