@@ -242,17 +242,25 @@ func (g *gcRun) shims() error {
 	return nil
 }
 
-// onLink: on-link responders (and their filters on the lower) that no
-// remaining record uses.
-func (g *gcRun) onLink() error {
-	used, err := g.r.extraUsers(onLinkKey, func(d store.Domain) bool {
+// sharedUsers counts, per shared device named in the records under key, the
+// remaining records that use it (a dry run counts the gone domains' records
+// as removed), and lists virtap's devices.
+func (g *gcRun) sharedUsers(key string) (map[string]int, []netdev.Device, error) {
+	used, err := g.r.extraUsers(key, func(d store.Domain) bool {
 		u, _ := uuid.Parse(d.UUID)
 		return g.dryRun && g.gone[u]
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	devs, err := g.r.Net.List()
+	return used, devs, err
+}
+
+// onLink: on-link responders (and their filters on the lower) that no
+// remaining record uses.
+func (g *gcRun) onLink() error {
+	used, devs, err := g.sharedUsers(onLinkKey)
 	if err != nil {
 		return err
 	}
@@ -274,14 +282,7 @@ func (g *gcRun) onLink() error {
 // vlans: virtap's VLAN devices that no remaining record uses (a crash
 // between a release's record deletion and the device's).
 func (g *gcRun) vlans() error {
-	used, err := g.r.extraUsers(vlanKey, func(d store.Domain) bool {
-		u, _ := uuid.Parse(d.UUID)
-		return g.dryRun && g.gone[u]
-	})
-	if err != nil {
-		return err
-	}
-	devs, err := g.r.Net.List()
+	used, devs, err := g.sharedUsers(vlanKey)
 	if err != nil {
 		return err
 	}
