@@ -35,6 +35,14 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "deps: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# etcd-server and prometheus ship daemons: the tests start their own, on
+# their own ports, so the packages must not start theirs (policy-rc.d 101
+# forbids it while we install, on a host that has no such rule already).
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod 0755 /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 echo "deps: done"
