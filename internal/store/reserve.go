@@ -192,11 +192,7 @@ func (s *Store) ReservationOf(pool, domUUID, mac string) (Reservation, bool, err
 		ok bool
 	)
 	err = s.view(func(tx *bolt.Tx) error {
-		device, held := heldDevice(tx, pool, h)
-		if !held {
-			return nil
-		}
-		r, ok, err = getReservation(tx, pool, device)
+		_, r, ok, err = heldReservation(tx, pool, h)
 		return err
 	})
 	return r, ok, err
@@ -263,16 +259,13 @@ func (s *Store) Release(pool, domUUID, mac string) (Reservation, bool, error) {
 		ok bool
 	)
 	err = s.update(func(tx *bolt.Tx) error {
-		device, held := heldDevice(tx, pool, h)
-		if !held {
-			return nil
+		var device string
+		device, r, ok, err = heldReservation(tx, pool, h)
+		if err != nil || device == "" {
+			return err
 		}
 		hb := tx.Bucket(bResH).Bucket([]byte(h.UUID))
 		hkey := join(pool, h.MAC)
-		r, ok, err = getReservation(tx, pool, device)
-		if err != nil {
-			return err
-		}
 		if ok && r.Holder.UUID == h.UUID {
 			if err := tx.Bucket(bRes).Bucket([]byte(pool)).Delete([]byte(device)); err != nil {
 				return err
@@ -388,6 +381,17 @@ func dropIfEmpty(parent *bolt.Bucket, name []byte) error {
 		return parent.DeleteBucket(name)
 	}
 	return nil
+}
+
+// heldReservation returns the device holder h holds in pool ("" when none)
+// and that device's reservation (ok false when its record is missing).
+func heldReservation(tx *bolt.Tx, pool string, h Holder) (string, Reservation, bool, error) {
+	device, held := heldDevice(tx, pool, h)
+	if !held {
+		return "", Reservation{}, false, nil
+	}
+	r, ok, err := getReservation(tx, pool, device)
+	return device, r, ok, err
 }
 
 // heldDevice looks up, in the holder index, the device holder h has in pool.
