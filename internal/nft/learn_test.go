@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/uuid"
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/virtap/virtap/internal/netdev"
 	"github.com/virtap/virtap/internal/nft"
@@ -22,24 +21,8 @@ import (
 // guest's MAC (unicast or broadcast) is seen on the ingress hook of the
 // guest's macvtap and binds its yiaddr for the lease; nothing else binds.
 func TestLearnedAddressAfterDHCPACK(t *testing.T) {
-	host := nstest.New(t)
-	s := nstest.NewSwitched(t, host, false)
-	cap := spooftest.NewCapture(t, s.External, s.ExtLink)
-	nd := netdev.New(hclog.NewNullLogger(), host.NL)
-	mac := net.HardwareAddr{0x52, 0x54, 0x00, 0x88, 0x02, 0x01}
-	dom := uuid.New()
-	d, err := nd.Create(netdev.Spec{Name: "vtlg", Kind: netdev.KindMacvtap, Parent: s.Uplink, Mode: "bridge", MAC: mac,
-		Tag: netdev.GuestTag(dom, mac), Up: true, Index: nstest.FreshIndex()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tap, err := netdev.OpenTap(d, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tap.Close() })
-	m := nft.NewAt(hclog.NewNullLogger(), host.Handle)
-	t.Cleanup(func() { _ = m.Remove(dom) })
+	r := spooftest.NewRig(t, "vtlg", net.HardwareAddr{0x52, 0x54, 0x00, 0x88, 0x02, 0x01})
+	host, s, cap, tap, d, dom, mac, m := r.Host, r.Switch, r.Cap, r.Tap, r.Dev, r.Domain, r.MAC, r.Filter
 	spec := nft.Spec{Domain: dom, MAC: mac, Device: d.Name, Learn: nft.LearnDHCP}
 	if err := m.Apply(spec); err != nil {
 		t.Fatal(err)
